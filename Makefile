@@ -1,0 +1,37 @@
+# The two fresh-machine commands are `make demo` and `make test`; both install what they need first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench-inference bench-data bench-ogbench clean
+
+install: $(STAMP)
+
+# torch==2.13.0 goes in first and alone: anything unpinned that depends on torch would otherwise
+# pull gigabytes of CUDA wheels.
+$(STAMP): training/pyproject.toml requirements-dev.txt ros2_ws/src/mqe_policy/setup.py ros2_ws/src/widowx_bridge/setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e 'training[train,bench]' -r requirements-dev.txt
+	$(PIP) install -e ros2_ws/src/widowx_bridge -e ros2_ws/src/mqe_policy
+	touch $@
+
+demo: install
+	$(PY) -m mqe.demo
+
+test: install
+	$(PY) -m pytest tests -q
+
+bench-inference: install
+	$(PY) -m mqe.bench.cli inference
+
+bench-data: install
+	$(PY) -m mqe.bench.cli data
+
+bench-ogbench: install
+	$(PY) -m mqe.bench.cli ogbench
+
+clean:
+	rm -rf $(VENV) runs artifacts
