@@ -40,6 +40,7 @@ from mqe.config import to_json
 
 ONNX_OPSET = 18  # opset of the exported graphs (>= 17 for LayerNormalization)
 EXPORT_BATCH = 2  # example batch used for tracing; the batch axis is exported as dynamic
+PARITY_TOLERANCE = 1e-4  # max |onnxruntime - torch| accepted by mqe-export's check
 
 
 class _GoalEncoderGraph(nn.Module):
@@ -261,3 +262,77 @@ def check_parity(
             steps = contract.steps_from_distance(distance, gamma)
             errors[contract.STEPS_TO_GOAL] = float(np.abs(onnx_steps - steps).max())
     return errors
+
+
+def agent_from_checkpoint(source: str | Path) -> tuple[Agent, dict, int, Path]:
+    """Rebuild the trained agent from a checkpoint file or a workdir (its newest readable
+    checkpoint). Returns (agent in eval mode, checkpoint meta, step, checkpoint path)."""
+    from mqe.agents import make_agent
+
+    source = Path(source)
+    if source.is_dir():
+        found = load_latest_checkpoint(source)
+        if found is None:
+            raise CheckpointError(f"{source}: no checkpoints/step_*.pt in this workdir")
+        path, state = found
+    else:
+        path, state = source, load_checkpoint(source)
+    meta = state.get("meta") or {}
+    missing = [key for key in ("agent_name", "agent_config", "observation_spec", "action_stats", "gamma") if key not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint meta lacks {missing}; was it written by mqe-train?")
+    kind, size = meta["observation_spec"]
+    if kind != "image":
+        raise CheckpointError(f"{path}: only image agents export to the robot policy, this one observes {kind}s")
+    agent = make_agent(meta["agent_name"], meta["agent_config"], (kind, int(size)), int(meta["action_dim"]))
+    agent.load_state_dict(state["agent"])
+    return agent.eval(), meta, int(state["step"]), path
+
+
+def export_checkpoint(source: str | Path, out_dir: str | Path | None = None, verify: bool = True) -> Path:
+    """Export a checkpoint (or a workdir's newest) to `out_dir` (default: <workdir>/export)."""
+    agent, meta, step, path = agent_from_checkpoint(source)
+    if out_dir is None:
+        out_dir = path.parent.parent / "export"
+    action_stats = contract.ActionStats.from_json(meta["action_stats"])
+    export_agent(
+        agent,
+        out_dir,
+        image_size=int(meta["image_size"]),
+        camera=meta["camera"],
+        action_stats=action_stats,
+        gamma=float(meta["gamma"]),
+        control_rate_hz=float(meta.get("control_rate_hz", contract.DEFAULT_CONTROL_RATE_HZ)),
+        training_config=json.loads(meta["config"]) if "config" in meta else {},
+        dataset_fingerprint=meta.get("dataset_fingerprint", "unknown"),
+        train_step=step,
+        agent_name=meta["agent_name"],
+    )
+    if verify:
+        errors = check_parity(agent, out_dir, action_stats=action_stats, gamma=float(meta["gamma"]))
+        worst = max(errors.values())
+        if worst > PARITY_TOLERANCE:
+            raise RuntimeError(f"{out_dir}: onnxruntime differs from torch by {worst:.2e} > {PARITY_TOLERANCE} ({errors})")
+    return Path(out_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="mqe-export", description="Export a trained agent to the ONNX policy directory.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workdir", help="training run directory (its newest readable checkpoint is exported)")
+    source.add_argument("--checkpoint", help="a checkpoints/step_*.pt file")
+    parser.add_argument("--out", help="output directory (default: <workdir>/export)")
+    parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-torch parity check")
+    args = parser.parse_args(argv)
+    try:
+        out_dir = export_checkpoint(args.workdir or args.checkpoint, args.out, verify=not args.no_verify)
+    except CheckpointError as error:
+        raise SystemExit(f"mqe-export: {error}") from error
+    for path in sorted(out_dir.glob("*.onnx")):
+        metadata = read_metadata(path)
+        print(f"{path}  role={metadata[contract.META_ROLE]} step={metadata[contract.META_STEP]} "
+              f"size={metadata[contract.META_IMAGE_SIZE]} agent={metadata[contract.META_AGENT]}")
+
+
+if __name__ == "__main__":
+    main()
