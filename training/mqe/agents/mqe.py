@@ -1,0 +1,198 @@
+"""Multistep Quasimetric Estimation (MQE), paper §4 and App. B-C, in the form stated by issue #2.
+
+Critic: one trunk f, then an ensemble of psi(s) = MLP(f(s)) and phi(s, a) = MLP([f(s), a]) in
+R^{N*M}; distances are MRN: d((s,a), g) = d(phi(s,a), psi(g)), d(s, g) = d(psi(s), psi(g)),
+with Q = exp(-d), V = exp(-d). The actor has its own trunk (paper C.1).
+
+Losses, summed and minimised by one optimiser:
+  critic      over all BxB pairs (i, j), per ensemble member, then averaged:
+                d_ij  = d(phi(s_i, a_i), psi(g_j))
+                d'_ij = stopgrad(d(psi(w_i), psi(g_j))) - k'_i log(gamma)
+                l_ij  = exp(d_ij - d'_ij) - d_ij          (minimiser d_ij = d'_ij; Eq. 10-11
+                        with the issue's "- d" instead of the paper's "- d'", which has no minimum)
+              exp continued linearly above `loss_linear_threshold` so it never overflows;
+              loss = 0.5 mean_i l_ii + 0.5 mean_ij l_ij.
+  invariance  L_I = mean_i d(psi(s_i), phi(s_i, a_i))^2 (Eq. 14-15; "all_pairs": a_j for all j),
+              on trunk features with the gradient stopped for images (Eq. 17).
+  actor       DDPG+BC (Eq. 16): a_pi = mean pi(s_i, g_i), q_i = -max_ensemble d(phi(s_i, a_pi), psi(g_i)),
+              loss = -mean(q) / stopgrad(mean|q|) - alpha mean log pi(a_i | s_i, g_i);
+              the critic's parameters and psi(g) are held fixed in it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from mqe.agents.base import Agent
+from mqe.agents.common import (
+    GoalConditionedActor,
+    ddpg_bc_loss,
+    detach_metrics,
+    detached_call,
+    encode_together,
+)
+from mqe.data import goal_sampling
+from mqe.networks import EnsembleMLP, as_observation_spec, make_trunk
+from mqe.quasimetric import mrn_distance, pairwise_mrn_distance
+
+
+def get_config() -> dict:
+    return dict(
+        agent_name="mqe",  # registry name
+        lr=3e-4,  # Adam learning rate (the trainer builds the optimiser from it)
+        trunk="resnet34",  # observation trunk: "resnet34" | "small_conv" (images) | "mlp" (states)
+        trunk_weights=None,  # torchvision resnet34-*.pth for every ResNet34 trunk; None = random init (warns)
+        small_conv_channels=(32, 64, 128, 256),  # small_conv trunk: channels of its stride-2 convs
+        state_trunk_dims=(),  # mlp trunk: hidden dims before the heads; () feeds the raw state (OGBench)
+        layer_norm=True,  # LayerNorm in every MLP (Linear -> LN -> GELU)
+        latent_dim=256,  # size N*M of psi(s) and phi(s, a)
+        value_hidden_dims=(256, 256, 256),  # hidden dims of the psi and phi MLPs
+        mrn_components=8,  # N, the number of MRN components
+        ensemble_size=2,  # critic ensemble members; the actor and the exported distance use the worst
+        loss_linear_threshold=5.0,  # exp(d - d') is continued linearly above this d - d'
+        invariance="diagonal",  # L_I pairs: "diagonal" d(psi(s_i), phi(s_i, a_i)) or "all_pairs" (Eq. 15)
+        actor_hidden_dims=(256, 256, 256),  # policy MLP over [f(s), f(g)]
+        const_std=True,  # actor std fixed at 1 (OGBench const_std); False learns a state-independent log std
+        clip_actor_actions=False,  # clip the DDPG action to [-1, 1] (OGBench state tasks: True)
+        alpha=3.0,  # BC coefficient; the paper gives none for Bridge: Table 3's pixel manipulation value
+        goal_sampling=goal_sampling.get_config(),  # gamma 0.98, lambda 0.95, p 0.2, trajectory goals only
+    )
+
+
+def linear_exp(x: torch.Tensor, threshold: float) -> torch.Tensor:
+    """exp(x) for x <= threshold, continued by its tangent above it: finite values and gradients."""
+    clipped = x.clamp(max=threshold)
+    return torch.exp(clipped) * (1.0 + (x - clipped))
+
+
+def backup_pair_loss(distance: torch.Tensor, target: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Per-pair critic loss exp(d - d') - d (linearly continued); minimised exactly at d = d'."""
+    return linear_exp(distance - target, threshold) - distance
+
+
+def diagonal_and_all_pairs_mean(pair_loss: torch.Tensor) -> torch.Tensor:
+    """[..., B, B] -> 0.5 * mean of the diagonal + 0.5 * mean of all pairs (over every leading dim too)."""
+    return 0.5 * pair_loss.diagonal(dim1=-2, dim2=-1).mean() + 0.5 * pair_loss.mean()
+
+
+class MQECritic(nn.Module):
+    """Trunk f and an ensemble of psi(s) = MLP(f(s)), phi(s, a) = MLP([f(s), a]) -> [E, B, N*M]."""
+
+    def __init__(self, config: dict, observation_spec, action_dim: int):
+        super().__init__()
+        if config["latent_dim"] % (2 * config["mrn_components"]):
+            raise ValueError(
+                f"mqe config: latent_dim {config['latent_dim']} must split into mrn_components "
+                f"{config['mrn_components']} components of even size"
+            )
+        self.trunk = make_trunk(config, observation_spec)
+        size, hidden, latent = config["ensemble_size"], config["value_hidden_dims"], config["latent_dim"]
+        self.psi = EnsembleMLP(size, self.trunk.out_dim, hidden, latent, config["layer_norm"])
+        self.phi = EnsembleMLP(size, self.trunk.out_dim + action_dim, hidden, latent, config["layer_norm"])
+
+
+class MQEAgent(Agent):
+    name = "mqe"
+    has_distance = True
+
+    def __init__(self, config: dict, observation_spec, action_dim: int):
+        super().__init__()
+        self.config = config
+        self.observation_spec = as_observation_spec(observation_spec)
+        self.action_dim = action_dim
+        self.gamma = config["goal_sampling"]["gamma"]
+        self.components = config["mrn_components"]
+        self.critic = MQECritic(config, self.observation_spec, action_dim)
+        self.actor = GoalConditionedActor(config, self.observation_spec, action_dim)
+        if config["invariance"] not in ("diagonal", "all_pairs"):
+            raise ValueError(f"mqe config invariance: expected 'diagonal' or 'all_pairs', got {config['invariance']!r}")
+
+    # --- losses -----------------------------------------------------------------------------
+    def critic_loss(self, features_s, features_w, features_g, actions, waypoint_steps):
+        phi_sa = self.critic.phi(torch.cat([features_s, actions], dim=-1))  # [E, B, L]
+        psi_g = self.critic.psi(features_g)
+        distance = pairwise_mrn_distance(phi_sa, psi_g, self.components)  # [E, B, B]
+        with torch.no_grad():
+            psi_w = self.critic.psi(features_w)
+            target = pairwise_mrn_distance(psi_w, psi_g, self.components) - waypoint_steps[:, None] * math.log(self.gamma)
+        loss = diagonal_and_all_pairs_mean(backup_pair_loss(distance, target, self.config["loss_linear_threshold"]))
+        diagonal = distance.diagonal(dim1=-2, dim2=-1)
+        return loss, {
+            "critic/loss": loss,
+            "critic/distance": diagonal.mean(),
+            "critic/target": target.diagonal(dim1=-2, dim2=-1).mean(),
+            "critic/distance_offdiagonal": (distance.sum((-2, -1)) - diagonal.sum(-1)).mean()
+            / max(distance.shape[-1] * (distance.shape[-1] - 1), 1),
+            "critic/steps_to_goal": diagonal.mean() / -math.log(self.gamma),
+        }
+
+    def invariance_loss(self, features_s, actions):
+        psi_s = self.critic.psi(features_s)  # [E, B, L]
+        if self.config["invariance"] == "diagonal":
+            phi_sa = self.critic.phi(torch.cat([features_s, actions], dim=-1))
+            distance = mrn_distance(psi_s, phi_sa, self.components)  # [E, B]
+        else:  # Eq. 15: every action a_j at every state s_i
+            batch = len(features_s)
+            pairs = torch.cat(
+                [features_s[:, None].expand(-1, batch, -1), actions[None].expand(batch, -1, -1)], dim=-1
+            ).reshape(batch * batch, -1)
+            phi_sa = self.critic.phi(pairs).reshape(psi_s.shape[0], batch, batch, -1)
+            distance = mrn_distance(psi_s[:, :, None], phi_sa, self.components)  # [E, B, B]
+        loss = distance.square().mean()
+        return loss, {"critic/invariance_loss": loss, "critic/invariance_distance": distance.mean()}
+
+    def actor_loss(self, features_s, features_actor_goal, observations, actor_goals, actions):
+        actor_s, actor_g = encode_together(self.actor.trunk, observations, actor_goals)
+        mean = self.actor.mean(actor_s, actor_g)
+        policy_actions = self.actor.deterministic(mean)
+        phi = detached_call(self.critic.phi, torch.cat([features_s.detach(), policy_actions], dim=-1))
+        with torch.no_grad():
+            psi_g = self.critic.psi(features_actor_goal)
+        q = -mrn_distance(phi, psi_g, self.components).amax(dim=0)  # worst ensemble member
+        log_prob = self.actor.log_prob(mean, actions)
+        loss, metrics = ddpg_bc_loss(q, log_prob, self.config["alpha"])
+        metrics.update({
+            "actor/loss": loss,
+            "actor/mse": (mean - actions).square().mean(),
+            "actor/std": self.actor.std_metric(),
+        })
+        return loss, metrics
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        actions = batch["actions"]
+        features_s, features_w, features_g, features_actor_goal = encode_together(
+            self.critic.trunk, batch["observations"], batch["waypoints"], batch["value_goals"], batch["actor_goals"]
+        )
+        critic_loss, metrics = self.critic_loss(features_s, features_w, features_g, actions, batch["waypoint_steps"])
+        frozen_trunk = self.observation_spec.kind == "image"  # Eq. 17: L_I does not train the image trunk
+        invariance_loss, invariance_metrics = self.invariance_loss(
+            features_s.detach() if frozen_trunk else features_s, actions
+        )
+        actor_loss, actor_metrics = self.actor_loss(
+            features_s, features_actor_goal, batch["observations"], batch["actor_goals"], actions
+        )
+        total = critic_loss + invariance_loss + actor_loss
+        metrics.update(invariance_metrics)
+        metrics.update(actor_metrics)
+        metrics["total_loss"] = total
+        return total, detach_metrics(metrics)
+
+    # --- inference / export -------------------------------------------------------------------
+    def encode_actor_goal(self, goals: torch.Tensor) -> torch.Tensor:
+        return self.actor.encode_goal(goals)
+
+    def act_from_goal_features(self, observations: torch.Tensor, actor_goal_features: torch.Tensor) -> torch.Tensor:
+        return self.actor.act_from_goal_features(observations, actor_goal_features)
+
+    def encode_critic_goal(self, goals: torch.Tensor) -> torch.Tensor:
+        """psi(g) of every ensemble member, flattened to [B, E * N * M]."""
+        psi_g = self.critic.psi(self.critic.trunk(goals))  # [E, B, L]
+        return psi_g.transpose(0, 1).reshape(len(goals), -1)
+
+    def distance_to_goal_embedding(self, observations: torch.Tensor, critic_goal_embedding: torch.Tensor) -> torch.Tensor:
+        psi_s = self.critic.psi(self.critic.trunk(observations))  # [E, B, L]
+        psi_g = critic_goal_embedding.reshape(len(critic_goal_embedding), psi_s.shape[0], -1).transpose(0, 1)
+        return mrn_distance(psi_s, psi_g, self.components).amax(dim=0)
