@@ -16,12 +16,17 @@ from mqe.contract import ACTION_DIM, ACTION_NAMES
 
 # camera -> policy
 CAMERA_IMAGE = "camera/image_raw"  # sensor_msgs/Image, encoding rgb8, sensor-data QoS
+CAMERA_STATUS = "camera/status"  # diagnostic_msgs/DiagnosticStatus: source, rate, dropped frames
 
 # policy -> arm
-ACTION = "policy/action"  # sensor_msgs/JointState, see module docstring
+ACTION = "policy/action"  # sensor_msgs/JointState, see module docstring; the arm subscribes
+# best-effort with depth 1 (always the newest action, never a backlog), which matches publishers of
+# either reliability
 
 # arm -> operator
 ARM_COMMANDED_POSE = "arm/commanded_pose"  # geometry_msgs/PoseStamped, base frame
+ARM_COMMANDED_GRIPPER = "arm/commanded_gripper"  # std_msgs/Float32, 1.0 open .. 0.0 closed
+ARM_JOINT_STATES = "arm/joint_states"  # sensor_msgs/JointState, the arm joints (rad)
 ARM_STATUS = "arm/status"  # diagnostic_msgs/DiagnosticStatus: watchdog, IK failures, rejects
 
 # arm services (std_srvs/Trigger)

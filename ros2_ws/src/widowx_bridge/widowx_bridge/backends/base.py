@@ -1,0 +1,52 @@
+"""The interface every arm backend implements. Poses are 4x4 ee_gripper_link poses in the arm's
+base frame (metres, rotation matrices); joints in rad in the model's joint order."""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+from widowx_bridge.kinematics import ArmModel
+
+
+class ArmBackend(abc.ABC):
+    model: ArmModel
+
+    @abc.abstractmethod
+    def startup(self) -> None:
+        """Connect to the arm; called exactly once before any command."""
+
+    @abc.abstractmethod
+    def shutdown(self) -> None:
+        """Disconnect; called exactly once at the end."""
+
+    @abc.abstractmethod
+    def command_ee_pose(self, pose: np.ndarray, moving_time: float) -> bool:
+        """Solve IK for `pose` and start moving there over `moving_time` s without waiting for the
+        motion to finish. Return False (and move nothing) when no solution within the joint
+        limits exists."""
+
+    @abc.abstractmethod
+    def set_gripper(self, open_: bool) -> None:
+        """Start opening or closing the gripper; must not wait for it."""
+
+    @abc.abstractmethod
+    def home(self, moving_time: float) -> None:
+        """Move to the all-zero joint pose."""
+
+    @abc.abstractmethod
+    def sleep(self, moving_time: float) -> None:
+        """Move to the folded rest pose."""
+
+    @abc.abstractmethod
+    def torque_off(self) -> None:
+        """Emergency stop: motors go limp (the arm falls if not supported)."""
+
+    @abc.abstractmethod
+    def reboot_motors(self) -> None:
+        """Reboot the servos (clears error states) and leave them torqued on."""
+
+    @abc.abstractmethod
+    def joint_positions(self) -> np.ndarray:
+        """Latest joint positions in rad."""

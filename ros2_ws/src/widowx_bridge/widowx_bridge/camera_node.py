@@ -1,0 +1,172 @@
+"""ROS 2 node publishing camera frames as sensor_msgs/Image (rgb8, sensor-data QoS).
+
+A capture thread reads the source (blocking reads never stall the executor), checks each frame
+with mqe.contract.check_rgb_image, stamps it with the node clock at capture and publishes it at
+the source's rate. Bad frames are dropped and counted, never published. The sim source renders
+the arm's commanded pose, which this node receives on topics.ARM_COMMANDED_POSE/GRIPPER.
+"""
+
+from __future__ import annotations
+
+import array
+import threading
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32
+
+from mqe.contract import check_rgb_image
+
+from widowx_bridge import topics
+from widowx_bridge.camera_sources import BadFrame, CameraSource, make_source
+from widowx_bridge.control import ControlConfig
+from widowx_bridge.params import as_parameter_list, declare_all
+
+NODE_NAME = "camera"
+
+# Declared defaults; config/camera.yaml repeats them for operators (a test keeps the two equal).
+DEFAULTS = {
+    "source": "replay",  # "realsense", "usb", "replay" or "sim"
+    "rate_hz": 30.0,  # frames per second (replay/sim/usb are paced to it; realsense streams at it)
+    "replay_path": "",  # replay: a folder of images or a video file, looped
+    "usb_device": "0",  # usb: device index, /dev/videoN, or a video file path
+    "width": 640,  # usb/realsense: requested frame size
+    "height": 480,
+    "realsense_serial": "",  # realsense: pick a device by serial number; empty = the first one
+    "frame_timeout": 1.0,  # realsense: s to wait for a frame before counting a miss
+    "reconnect_after": 3,  # realsense: consecutive misses before the pipeline is restarted
+    "sim_image_size": 256,  # sim: rendered square frame size
+    "sim_scene_seed": 0,  # sim: object layout of the synthetic tabletop
+    "frame_id": "camera_color_optical_frame",
+    "status_rate_hz": 1.0,
+}
+
+
+class CameraNode(Node):
+    def __init__(self, *, source: CameraSource | None = None, parameter_overrides=None, **node_kwargs):
+        super().__init__(NODE_NAME, parameter_overrides=as_parameter_list(parameter_overrides), **node_kwargs)
+        p = declare_all(self, DEFAULTS)
+        self.frame_id = p["frame_id"]
+        self._state_lock = threading.Lock()
+        start = ControlConfig().start_pose
+        self._ee_xyz, self._gripper = np.array(start[:3]), ControlConfig().start_gripper
+        if source is None:
+            source = make_source(
+                p["source"], rate_hz=p["rate_hz"], replay_path=p["replay_path"], usb_device=p["usb_device"],
+                width=p["width"], height=p["height"], realsense_serial=p["realsense_serial"],
+                frame_timeout=p["frame_timeout"], reconnect_after=p["reconnect_after"], sim_state=self._arm_state,
+                sim_image_size=p["sim_image_size"], sim_scene_seed=p["sim_scene_seed"],
+            )
+        self.source = source
+        self.source.open()
+        if self.source.name == "sim":
+            self.create_subscription(PoseStamped, topics.ARM_COMMANDED_POSE, self._on_pose, 10)
+            self.create_subscription(Float32, topics.ARM_COMMANDED_GRIPPER, self._on_gripper, 10)
+        self.image_publisher = self.create_publisher(Image, topics.CAMERA_IMAGE, qos_profile_sensor_data)
+        self.status_publisher = self.create_publisher(DiagnosticStatus, topics.CAMERA_STATUS, 10)
+        self.published = 0
+        self.dropped_bad = 0
+        self.missed = 0
+        self.last_error = ""
+        self._window = (time.monotonic(), 0)
+        self.create_timer(1.0 / p["status_rate_hz"], self._publish_status)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._capture_loop, name="camera_capture", daemon=True)
+        self._thread.start()
+        self.get_logger().info(f"camera ready: source={self.source.name} rate={self.source.rate_hz:g} Hz")
+
+    def _arm_state(self) -> tuple[np.ndarray, float]:
+        with self._state_lock:
+            return self._ee_xyz.copy(), self._gripper
+
+    def _on_pose(self, message: PoseStamped) -> None:
+        with self._state_lock:
+            self._ee_xyz = np.array([message.pose.position.x, message.pose.position.y, message.pose.position.z])
+
+    def _on_gripper(self, message: Float32) -> None:
+        with self._state_lock:
+            self._gripper = float(message.data)
+
+    def _capture_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame = self.source.read(self._stop)
+                if frame is None:
+                    self.missed += 1
+                    continue
+                check_rgb_image(frame, f"camera source {self.source.name}")
+            except (BadFrame, ValueError) as error:
+                self.dropped_bad += 1
+                self.last_error = str(error)
+                self.get_logger().warning(f"dropped frame: {error}", throttle_duration_sec=2.0)
+                continue
+            if self._stop.is_set() or not self.context.ok():
+                break
+            self.image_publisher.publish(self._to_message(frame))
+            self.published += 1
+
+    def _to_message(self, frame: np.ndarray) -> Image:
+        message = Image()
+        message.header.stamp = self.get_clock().now().to_msg()
+        message.header.frame_id = self.frame_id
+        message.height, message.width = frame.shape[:2]
+        message.encoding = "rgb8"
+        message.is_bigendian = 0
+        message.step = frame.shape[1] * 3
+        message.data = array.array("B", np.ascontiguousarray(frame).tobytes())
+        return message
+
+    def _publish_status(self) -> None:
+        now = time.monotonic()
+        start, count = self._window
+        rate = (self.published - count) / max(now - start, 1e-6)
+        self._window = (now, self.published)
+        status = DiagnosticStatus(name=f"{self.get_name()}: camera", hardware_id=self.source.name)
+        healthy = rate > 0.5 * self.source.rate_hz
+        status.level = DiagnosticStatus.OK if healthy else DiagnosticStatus.WARN
+        status.message = f"{rate:.1f} Hz" if healthy else f"low frame rate {rate:.1f} Hz (expected {self.source.rate_hz:g})"
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in [
+            ("source", self.source.name), ("rate_hz", f"{rate:.2f}"), ("published", self.published),
+            ("dropped_bad", self.dropped_bad), ("missed", self.missed), ("reconnects", self.source.reconnects),
+            ("last_error", self.last_error)]]
+        self.status_publisher.publish(status)
+
+    def destroy_node(self):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+        self.source.close()
+        return super().destroy_node()
+
+
+def image_from_message(message: Image) -> np.ndarray:
+    """Decode an rgb8 sensor_msgs/Image into an HxWx3 uint8 array (a view of the message data)."""
+    if message.encoding != "rgb8":
+        raise ValueError(f"image: encoding {message.encoding!r}, expected 'rgb8'")
+    rows = np.frombuffer(message.data, np.uint8).reshape(message.height, message.step)
+    return rows[:, : message.width * 3].reshape(message.height, message.width, 3)
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = CameraNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""Camera sources behind one interface: RealSense, USB (OpenCV), replay (folder or video), sim.
+
+Every source yields RGB uint8 HxWx3 frames at its native size; resizing to the policy's input is
+the policy's job (mqe.contract.resize_for_policy), never the camera's. `read()` returns a frame,
+returns None when no frame came in time (counted as missed by the node) or raises BadFrame for
+content that cannot be a frame (counted as dropped; never published).
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import threading
+import time
+from typing import Callable
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+SOURCES = ("realsense", "usb", "replay", "sim")
+
+
+class BadFrame(RuntimeError):
+    """The source produced something that is not a usable image."""
+
+
+class CameraSourceError(RuntimeError):
+    """The source cannot be opened (missing file, no device, unsupported configuration)."""
+
+
+class Pacer:
+    """Sleeps until the next tick of a fixed rate. A late tick does not cause a burst of catch-up
+    ticks: the schedule restarts from now."""
+
+    def __init__(self, rate_hz: float):
+        if not rate_hz > 0:
+            raise ValueError(f"rate_hz: must be > 0, got {rate_hz}")
+        self.period = 1.0 / rate_hz
+        self._next = None
+
+    def wait(self, stop: threading.Event | None = None) -> None:
+        now = time.monotonic()
+        if self._next is None or now - self._next > self.period:
+            self._next = now
+        delay = self._next - now
+        if delay > 0:
+            if stop is not None:
+                stop.wait(delay)
+            else:
+                time.sleep(delay)
+        self._next += self.period
+
+
+class CameraSource(abc.ABC):
+    name: str
+    rate_hz: float
+
+    def open(self) -> None:
+        """Acquire the device or file; raise CameraSourceError with a clear reason."""
+
+    @abc.abstractmethod
+    def read(self, stop: threading.Event | None = None) -> np.ndarray | None:
+        """Block until the next frame (paced at rate_hz where the source does not pace itself)."""
+
+    def close(self) -> None:
+        """Release the device or file."""
+
+    @property
+    def reconnects(self) -> int:
+        return getattr(self, "_reconnects", 0)
+
+
+def _bgr_to_rgb(image: np.ndarray | None, where: str) -> np.ndarray:
+    if image is None or not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 \
+            or image.dtype != np.uint8 or image.size == 0:
+        shape = None if image is None else getattr(image, "shape", type(image).__name__)
+        raise BadFrame(f"{where}: not a colour uint8 image (got {shape})")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class ReplaySource(CameraSource):
+    """A folder of images (sorted by name) or a video file, played at rate_hz, looping forever."""
+
+    name = "replay"
+
+    def __init__(self, path: str, rate_hz: float = 30.0):
+        self.path = path
+        self.rate_hz = rate_hz
+        self._pacer = Pacer(rate_hz)
+        self._files: list[str] = []
+        self._index = 0
+        self._capture = None
+
+    def open(self) -> None:
+        if not self.path or not os.path.exists(self.path):
+            raise CameraSourceError(f"replay: path {self.path!r} does not exist (a folder of images or a video file)")
+        if os.path.isdir(self.path):
+            self._files = sorted(os.path.join(self.path, f) for f in os.listdir(self.path)
+                                 if f.lower().endswith(IMAGE_EXTENSIONS))
+            if not self._files:
+                raise CameraSourceError(f"replay: folder {self.path} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+        else:
+            self._capture = cv2.VideoCapture(self.path)
+            if not self._capture.isOpened():
+                raise CameraSourceError(f"replay: {self.path} is neither a folder nor a video OpenCV can open")
+            ok, first = self._capture.read()
+            if not ok:
+                raise CameraSourceError(f"replay: video {self.path} has no decodable frame")
+            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+
+    def read(self, stop=None) -> np.ndarray | None:
+        self._pacer.wait(stop)
+        if self._capture is not None:
+            ok, image = self._capture.read()
+            if not ok:  # end of the video: loop
+                self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, image = self._capture.read()
+                if not ok:
+                    raise BadFrame(f"replay: video {self.path} stopped decoding")
+            return _bgr_to_rgb(image, f"replay {self.path}")
+        path = self._files[self._index]
+        self._index = (self._index + 1) % len(self._files)
+        return _bgr_to_rgb(cv2.imread(path, cv2.IMREAD_COLOR), f"replay {path}")
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+class UsbSource(CameraSource):
+    """An OpenCV VideoCapture: a device index ("0") or a path (/dev/video0, or a video file).
+
+    A failed read releases and reopens the capture (a replugged camera comes back; a video file
+    starts again from its first frame)."""
+
+    name = "usb"
+
+    def __init__(self, device: str = "0", rate_hz: float = 30.0, width: int = 640, height: int = 480):
+        self.device = int(device) if str(device).isdigit() else str(device)
+        self.rate_hz = rate_hz
+        self.width, self.height = width, height
+        self._pacer = Pacer(rate_hz)
+        self._capture = None
+        self._reconnects = 0
+
+    def open(self) -> None:
+        capture = cv2.VideoCapture(self.device)
+        if not capture.isOpened():
+            raise CameraSourceError(f"usb: cannot open camera {self.device!r} with OpenCV")
+        if isinstance(self.device, int):
+            capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+            capture.set(cv2.CAP_PROP_FPS, self.rate_hz)
+            capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # newest frame, not a queue of old ones
+        self._capture = capture
+
+    def read(self, stop=None) -> np.ndarray | None:
+        self._pacer.wait(stop)
+        if self._capture is None:
+            try:
+                self.open()
+            except CameraSourceError:
+                return None
+        ok, image = self._capture.read()
+        if not ok:
+            self._capture.release()
+            self._capture = None
+            self._reconnects += 1
+            return None
+        return _bgr_to_rgb(image, f"usb {self.device}")
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+class RealSenseSource(CameraSource):
+    """An Intel RealSense colour stream through pyrealsense2 (imported lazily: robot PC only).
+
+    Waits at most `timeout` s per frame; after `reconnect_after` consecutive timeouts it stops and
+    restarts the pipeline (a USB glitch or a replugged camera recovers without a node restart)."""
+
+    name = "realsense"
+
+    def __init__(self, rate_hz: float = 30.0, width: int = 640, height: int = 480, serial: str = "",
+                 timeout: float = 1.0, reconnect_after: int = 3):
+        self.rate_hz, self.width, self.height, self.serial = rate_hz, width, height, serial
+        self.timeout, self.reconnect_after = timeout, reconnect_after
+        self._rs = None
+        self._pipeline = None
+        self._failures = 0
+        self._reconnects = 0
+
+    def open(self) -> None:
+        try:
+            import pyrealsense2
+        except ImportError as error:
+            raise CameraSourceError(f"realsense: pyrealsense2 is not installed ({error})") from error
+        self._rs = pyrealsense2
+        self._start()
+
+    def _start(self) -> None:
+        rs = self._rs
+        config = rs.config()
+        if self.serial:
+            config.enable_device(self.serial)
+        config.enable_stream(rs.stream.color, self.width, self.height, rs.format.rgb8, int(round(self.rate_hz)))
+        pipeline = rs.pipeline()
+        try:
+            pipeline.start(config)
+        except RuntimeError as error:
+            raise CameraSourceError(
+                f"realsense: cannot start colour {self.width}x{self.height}@{self.rate_hz:g} "
+                f"(serial {self.serial or 'any'}): {error}") from error
+        self._pipeline = pipeline
+
+    def read(self, stop=None) -> np.ndarray | None:
+        if self._pipeline is None:
+            try:
+                self._start()
+            except CameraSourceError:
+                if stop is not None:
+                    stop.wait(self.timeout)
+                return None
+        try:
+            frames = self._pipeline.wait_for_frames(int(self.timeout * 1000))
+        except RuntimeError:  # pyrealsense2 raises RuntimeError when no frame arrives in time
+            self._failures += 1
+            if self._failures >= self.reconnect_after:
+                self._reconnect()
+            return None
+        self._failures = 0
+        color = frames.get_color_frame()
+        if not color:
+            raise BadFrame("realsense: frameset without a colour frame")
+        image = np.asanyarray(color.get_data())
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise BadFrame(f"realsense: colour frame has shape {image.shape} dtype {image.dtype}, expected rgb8")
+        return np.array(image)  # copy: the SDK reuses the buffer
+
+    def _reconnect(self) -> None:
+        self._failures = 0
+        self._reconnects += 1
+        try:
+            self._pipeline.stop()
+        except RuntimeError:
+            pass
+        self._pipeline = None
+
+    def close(self) -> None:
+        if self._pipeline is not None:
+            try:
+                self._pipeline.stop()
+            except RuntimeError:
+                pass
+            self._pipeline = None
+
+
+class SimSource(CameraSource):
+    """Renders the simulated tabletop (mqe.synthetic_scene) from the arm's commanded pose, which
+    `state()` returns as (ee_xyz, gripper) - the camera node feeds it from the arm's topics."""
+
+    name = "sim"
+
+    def __init__(self, state: Callable[[], tuple[np.ndarray, float]], rate_hz: float = 30.0,
+                 image_size: int = 256, scene_seed: int = 0):
+        self.state = state
+        self.rate_hz = rate_hz
+        self.image_size = image_size
+        self.scene_seed = scene_seed
+        self._pacer = Pacer(rate_hz)
+        self._render = None
+
+    def open(self) -> None:
+        from mqe.synthetic_scene import render_tabletop
+
+        self._render = render_tabletop
+
+    def read(self, stop=None) -> np.ndarray | None:
+        self._pacer.wait(stop)
+        ee_xyz, gripper = self.state()
+        return self._render(ee_xyz, gripper, self.image_size, self.scene_seed)
+
+
+def make_source(name: str, *, rate_hz: float, replay_path: str = "", usb_device: str = "0", width: int = 640,
+                height: int = 480, realsense_serial: str = "", frame_timeout: float = 1.0, reconnect_after: int = 3,
+                sim_state: Callable[[], tuple[np.ndarray, float]] | None = None, sim_image_size: int = 256,
+                sim_scene_seed: int = 0) -> CameraSource:
+    if name == "replay":
+        return ReplaySource(replay_path, rate_hz)
+    if name == "usb":
+        return UsbSource(usb_device, rate_hz, width, height)
+    if name == "realsense":
+        return RealSenseSource(rate_hz, width, height, realsense_serial, frame_timeout, reconnect_after)
+    if name == "sim":
+        if sim_state is None:
+            raise ValueError("sim camera: needs the arm state provider")
+        return SimSource(sim_state, rate_hz, sim_image_size, sim_scene_seed)
+    raise ValueError(f"source: unknown camera source {name!r}, expected one of {SOURCES}")

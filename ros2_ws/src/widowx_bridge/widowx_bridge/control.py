@@ -1,0 +1,247 @@
+"""Apply policy actions to an arm the way BridgeData V2 was collected. Plain Python, no ROS.
+
+One action = (dx, dy, dz, droll, dpitch, dyaw, gripper) in mqe.contract's convention. Each step:
+  1. reject NaN/Inf/wrong-length actions (counted; topics.action_from_joint_state decodes them),
+  2. clip every delta component (default +-0.05 m, +-0.25 rad),
+  3. integrate on the last *commanded* end-effector pose, never on the measured one, so servo
+     tracking error does not accumulate: position += (dx, dy, dz); orientation R <- dR @ R with
+     dR = Rz(dyaw) Ry(dpitch) Rx(droll), i.e. a rotation about the end-effector position with axes
+     in the base frame,
+  4. clip the target position to the workspace box,
+  5. (5-DOF arms) project the orientation onto what the arm can reach (kinematics.reachable_pose),
+  6. send it to the backend without blocking; if IK fails the step is skipped (nothing moves, the
+     commanded pose stays), counted and logged,
+  7. gripper: absolute command, open when >= gripper_threshold; only state changes reach the arm.
+
+Orientation convention (Bridge's widowx_controller): the state's (roll, pitch, yaw) = (0, 0, 0)
+means the gripper points straight down, i.e. ee_gripper_link rotation = R(rpy) @ NEUTRAL_ROTATION.
+
+Watchdog: if no valid action arrives for `command_timeout` seconds the controller holds (commands
+nothing, so the position-controlled arm stays at its last commanded pose) and resumes with the
+next valid action. After home, sleep or torque-off the controller is *parked*: actions are ignored
+(counted) until `reset` brings the arm back to the start pose, so a policy that keeps publishing
+can never drag the arm from the home pose (outside the workspace) or re-energise it after an
+emergency stop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from typing import Sequence
+
+import numpy as np
+
+from mqe.contract import ACTION_DIM, GRIPPER_INDEX
+
+from widowx_bridge.backends.base import ArmBackend
+from widowx_bridge.kinematics import reachable_pose
+
+# Bridge's DEFAULT_ROTATION: the end-effector orientation that the state calls (0, 0, 0).
+NEUTRAL_ROTATION = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlConfig:
+    max_translation_step: float = 0.05  # m, per-component clip of dx, dy, dz
+    max_rotation_step: float = 0.25  # rad, per-component clip of droll, dpitch, dyaw
+    workspace_low: tuple[float, float, float] = (0.10, -0.15, -0.10)  # m, x y z
+    workspace_high: tuple[float, float, float] = (0.45, 0.25, 0.18)  # m, x y z
+    gripper_threshold: float = 0.5  # gripper command >= threshold opens, below closes
+    command_timeout: float = 0.5  # s without a valid action before the arm holds
+    min_action_interval: float = 0.1  # s, actions arriving faster are dropped (bounds the speed)
+    step_moving_time: float = 0.2  # s the servos take for one step (one 5 Hz tick)
+    reset_moving_time: float = 2.0  # s for the long moves: start pose, home, sleep
+    start_pose: tuple[float, ...] = (0.3, 0.0, 0.15, 0.0, 0.0, 0.0)  # x y z m, roll pitch yaw rad
+    start_gripper: float = 1.0  # 1 open .. 0 closed
+
+    def __post_init__(self):
+        low, high = np.asarray(self.workspace_low, float), np.asarray(self.workspace_high, float)
+        if low.shape != (3,) or high.shape != (3,) or not np.all(low < high):
+            raise ValueError(f"workspace: expected 3 lows below 3 highs, got {self.workspace_low} / {self.workspace_high}")
+        if len(self.start_pose) != 6 or not all(math.isfinite(v) for v in self.start_pose):
+            raise ValueError(f"start_pose: expected 6 finite numbers (x y z roll pitch yaw), got {self.start_pose}")
+        if not np.all((low <= self.start_pose[:3]) & (np.asarray(self.start_pose[:3]) <= high)):
+            raise ValueError(f"start_pose: position {self.start_pose[:3]} is outside the workspace {low}..{high}")
+        for name in ("max_translation_step", "max_rotation_step", "command_timeout", "step_moving_time",
+                     "reset_moving_time"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+        if self.min_action_interval < 0 or not 0.0 < self.gripper_threshold < 1.0:
+            raise ValueError("min_action_interval must be >= 0 and gripper_threshold in (0, 1)")
+
+
+def rotation_from_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
+    """R = Rz(yaw) @ Ry(pitch) @ Rx(roll)."""
+    cr, sr, cp, sp, cy, sy = math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch), math.cos(yaw), math.sin(yaw)
+    return np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+                     [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+                     [-sp, cp * sr, cp * cr]])
+
+
+def rpy_from_rotation(rotation: np.ndarray) -> tuple[float, float, float]:
+    """Inverse of rotation_from_rpy, pitch in [-pi/2, pi/2]."""
+    pitch = math.asin(float(np.clip(-rotation[2, 0], -1.0, 1.0)))
+    roll = math.atan2(rotation[2, 1], rotation[2, 2])
+    yaw = math.atan2(rotation[1, 0], rotation[0, 0])
+    return roll, pitch, yaw
+
+
+def pose_from_state(state: Sequence[float]) -> np.ndarray:
+    """Bridge state (x, y, z, roll, pitch, yaw) -> 4x4 ee_gripper_link pose in the base frame."""
+    pose = np.eye(4)
+    pose[:3, :3] = rotation_from_rpy(*state[3:6]) @ NEUTRAL_ROTATION
+    pose[:3, 3] = state[:3]
+    return pose
+
+
+def state_from_pose(pose: np.ndarray) -> np.ndarray:
+    """4x4 ee_gripper_link pose -> Bridge state (x, y, z, roll, pitch, yaw)."""
+    return np.concatenate([pose[:3, 3], rpy_from_rotation(pose[:3, :3] @ NEUTRAL_ROTATION.T)])
+
+
+class ArmState(enum.Enum):
+    WAITING = "waiting"  # running, no action received yet since start or reset
+    ACTIVE = "active"  # actions are arriving and being applied
+    HOLDING = "holding"  # watchdog: no action for command_timeout, arm holds its pose
+    PARKED = "parked"  # after home / sleep / torque off: actions ignored until reset
+
+
+@dataclasses.dataclass
+class ControlCounters:
+    applied: int = 0  # actions that moved the arm
+    rejected: int = 0  # NaN/Inf/wrong length/wrong names
+    ik_failures: int = 0  # steps skipped because IK found no solution within the joint limits
+    ignored_parked: int = 0  # actions that arrived while parked
+    rate_limited: int = 0  # actions that arrived sooner than min_action_interval after the last
+    clipped_steps: int = 0  # actions with at least one delta component clipped
+    workspace_clips: int = 0  # targets moved back inside the workspace
+    watchdog_holds: int = 0  # times the watchdog stopped the arm
+
+
+@dataclasses.dataclass(frozen=True)
+class StepResult:
+    status: str  # "applied" | "rejected" | "ik_failure" | "parked" | "rate_limited"
+    commanded_pose: np.ndarray  # 4x4, the pose the arm is commanded to after this step
+    message: str = ""
+
+
+class ArmController:
+    """The control logic between decoded actions and an ArmBackend; every method takes `now` (s,
+    a monotonic clock) so it is deterministic under test."""
+
+    def __init__(self, backend: ArmBackend, config: ControlConfig = ControlConfig()):
+        self.backend = backend
+        self.config = config
+        self.counters = ControlCounters()
+        self.state = ArmState.WAITING
+        self._low = np.asarray(config.workspace_low, np.float64)
+        self._high = np.asarray(config.workspace_high, np.float64)
+        self.commanded_pose = reachable_pose(backend.model, pose_from_state(config.start_pose))
+        self.gripper_open = config.start_gripper >= config.gripper_threshold
+        self._last_action_time: float | None = None
+        self.last_message = ""
+
+    # -- actions ---------------------------------------------------------------------------
+    def reject(self, reason: str) -> StepResult:
+        """Count an action that could not be decoded (the node calls this for bad messages)."""
+        self.counters.rejected += 1
+        self.last_message = f"rejected action: {reason}"
+        return StepResult("rejected", self.commanded_pose.copy(), self.last_message)
+
+    def apply_action(self, action: Sequence[float], now: float) -> StepResult:
+        values = np.asarray(action, np.float64).reshape(-1) if _is_numeric(action) else None
+        if values is None or values.shape != (ACTION_DIM,) or not np.all(np.isfinite(values)):
+            return self.reject(f"expected {ACTION_DIM} finite numbers, got {action!r}")
+        if self.state is ArmState.PARKED:
+            self.counters.ignored_parked += 1
+            return StepResult("parked", self.commanded_pose.copy(), "parked: call reset to resume")
+        if self._last_action_time is not None and now - self._last_action_time < self.config.min_action_interval:
+            self.counters.rate_limited += 1
+            return StepResult("rate_limited", self.commanded_pose.copy(), "action arrived too soon after the last")
+        self._last_action_time = now
+        self.state = ArmState.ACTIVE
+
+        delta = values[:GRIPPER_INDEX].copy()
+        limits = np.array([self.config.max_translation_step] * 3 + [self.config.max_rotation_step] * 3)
+        clipped = np.clip(delta, -limits, limits)
+        if np.any(clipped != delta):
+            self.counters.clipped_steps += 1
+        target = self.commanded_pose.copy()
+        target[:3, 3] += clipped[:3]
+        target[:3, :3] = rotation_from_rpy(*clipped[3:6]) @ target[:3, :3]
+        inside = np.clip(target[:3, 3], self._low, self._high)
+        if np.any(inside != target[:3, 3]):
+            self.counters.workspace_clips += 1
+            target[:3, 3] = inside
+        target = reachable_pose(self.backend.model, target)
+
+        self._set_gripper(values[GRIPPER_INDEX] >= self.config.gripper_threshold)
+        if not self.backend.command_ee_pose(target, self.config.step_moving_time):
+            self.counters.ik_failures += 1
+            self.last_message = f"IK failed for target position {np.round(target[:3, 3], 4).tolist()}; step skipped"
+            return StepResult("ik_failure", self.commanded_pose.copy(), self.last_message)
+        self.commanded_pose = target
+        self.counters.applied += 1
+        return StepResult("applied", target.copy())
+
+    def _set_gripper(self, open_: bool) -> None:
+        if open_ != self.gripper_open:
+            self.backend.set_gripper(open_)
+            self.gripper_open = open_
+
+    # -- watchdog --------------------------------------------------------------------------
+    def check_watchdog(self, now: float) -> ArmState:
+        """Call periodically: switches ACTIVE -> HOLDING after command_timeout without actions."""
+        if self.state is ArmState.ACTIVE and now - self._last_action_time > self.config.command_timeout:
+            self.state = ArmState.HOLDING
+            self.counters.watchdog_holds += 1
+        return self.state
+
+    # -- operator commands -----------------------------------------------------------------
+    def reset(self) -> bool:
+        """Move to the start pose (slowly) with the gripper open, and accept actions again."""
+        start = reachable_pose(self.backend.model, pose_from_state(self.config.start_pose))
+        if not self.backend.command_ee_pose(start, self.config.reset_moving_time):
+            self.last_message = "reset: the arm refused the start pose (IK failure, or torque is off: reboot motors first)"
+            return False
+        self.commanded_pose = start
+        self.backend.set_gripper(self.config.start_gripper >= self.config.gripper_threshold)
+        self.gripper_open = self.config.start_gripper >= self.config.gripper_threshold
+        self.state = ArmState.WAITING
+        self._last_action_time = None
+        return True
+
+    def home(self) -> None:
+        self.state = ArmState.PARKED
+        self.backend.home(self.config.reset_moving_time)
+
+    def sleep(self) -> None:
+        self.state = ArmState.PARKED
+        self.backend.sleep(self.config.reset_moving_time)
+
+    def torque_off(self) -> None:
+        self.state = ArmState.PARKED
+        self.backend.torque_off()
+
+    def reboot_motors(self) -> None:
+        """Reboot the servos (clears hardware errors); the arm stays parked until reset."""
+        self.state = ArmState.PARKED
+        self.backend.reboot_motors()
+
+    def status(self) -> dict[str, str]:
+        """Key/values for the diagnostic status message."""
+        values = {"state": self.state.value, "gripper_open": str(self.gripper_open)}
+        values.update({name: str(value) for name, value in dataclasses.asdict(self.counters).items()})
+        values["commanded_state"] = " ".join(f"{v:.4f}" for v in state_from_pose(self.commanded_pose))
+        values["last_message"] = self.last_message
+        return values
+
+
+def _is_numeric(action) -> bool:
+    try:
+        np.asarray(action, np.float64)
+    except (TypeError, ValueError):
+        return False
+    return True
