@@ -30,6 +30,7 @@ class ArmModel:
     lower_limits: np.ndarray  # rad
     upper_limits: np.ndarray  # rad
     sleep_positions: np.ndarray  # rad, Interbotix's folded rest pose
+    velocity_limit: float  # rad/s, every joint (motor-config Velocity_Limit 131 x 0.229 rpm)
 
     @property
     def dof(self) -> int:
@@ -46,6 +47,7 @@ _SHOULDER = (_ticks_to_rad(819), _ticks_to_rad(3345))  # -108 .. 114 deg
 _ELBOW = (_ticks_to_rad(648), _ticks_to_rad(3094))  # -123 .. 92 deg
 _WRIST_ANGLE = (_ticks_to_rad(910), _ticks_to_rad(3447))  # -100 .. 123 deg
 _ROLL = (-math.pi, math.pi)
+_VELOCITY_LIMIT = 131 * 0.229 * 2 * math.pi / 60  # ~3.14 rad/s
 
 _HOME_EE_POSE = np.array([[1.0, 0.0, 0.0, 0.458325],
                           [0.0, 1.0, 0.0, 0.0],
@@ -66,6 +68,7 @@ MODELS: dict[str, ArmModel] = {
         lower_limits=np.array([_WAIST[0], _SHOULDER[0], _ELBOW[0], _ROLL[0], _WRIST_ANGLE[0], _ROLL[0]]),
         upper_limits=np.array([_WAIST[1], _SHOULDER[1], _ELBOW[1], _ROLL[1], _WRIST_ANGLE[1], _ROLL[1]]),
         sleep_positions=np.array([0.0, -1.80, 1.55, 0.0, 0.8, 0.0]),
+        velocity_limit=_VELOCITY_LIMIT,
     ),
     "wx250": ArmModel(
         name="wx250",
@@ -79,6 +82,7 @@ MODELS: dict[str, ArmModel] = {
         lower_limits=np.array([_WAIST[0], _SHOULDER[0], _ELBOW[0], _WRIST_ANGLE[0], _ROLL[0]]),
         upper_limits=np.array([_WAIST[1], _SHOULDER[1], _ELBOW[1], _WRIST_ANGLE[1], _ROLL[1]]),
         sleep_positions=np.array([0.0, -1.80, 1.55, 0.8, 0.0]),
+        velocity_limit=_VELOCITY_LIMIT,
     ),
 }
 

@@ -6,7 +6,10 @@ lazily in `startup`, so this module imports anywhere. The xs_sdk driver must alr
 
 Nothing here blocks the 5 Hz control loop: poses go out with blocking=False, the gripper with
 delay=0 (Interbotix's grasp/release sleep 1 s by default). IK is Interbotix's own (modern-robotics
-IKinSpace) seeded with the current joint commands only, so a step never jumps to another IK branch.
+IKinSpace), seeded with the current joint commands and, if that does not converge (e.g. from the
+folded sleep pose), with Interbotix's default guesses. Interbotix refuses any solution that would
+exceed the joint velocity limits over moving_time, so a jump to another IK branch is refused, not
+executed.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class InterbotixArmBackend(ArmBackend):
         self._bot = None
         self._robot_shutdown = None
         self._torque_enabled = True
+        self._moving_time = None
 
     def startup(self) -> None:
         if self._bot is not None:
@@ -61,11 +65,19 @@ class InterbotixArmBackend(ArmBackend):
         arm = self._arm()
         if not self._torque_enabled:
             return False
-        _, success = arm.set_ee_pose_matrix(
-            np.asarray(pose, np.float64), custom_guess=list(arm.get_joint_commands()), execute=True,
-            moving_time=moving_time, accel_time=moving_time * _ACCEL_FRACTION, blocking=False,
-        )
-        return bool(success)
+        if moving_time != self._moving_time:
+            # Interbotix checks joint speeds against the *previous* moving time before it applies
+            # the new one, so a slow reset after fast steps would be refused: set it first.
+            arm.set_trajectory_time(moving_time=moving_time, accel_time=moving_time * _ACCEL_FRACTION)
+            self._moving_time = moving_time
+        for guess in (list(arm.get_joint_commands()), None):
+            _, success = arm.set_ee_pose_matrix(
+                np.asarray(pose, np.float64), custom_guess=guess, execute=True,
+                moving_time=moving_time, accel_time=moving_time * _ACCEL_FRACTION, blocking=False,
+            )
+            if success:
+                return True
+        return False
 
     def set_gripper(self, open_: bool) -> None:
         self._arm()
@@ -75,9 +87,11 @@ class InterbotixArmBackend(ArmBackend):
             self._bot.gripper.grasp(delay=0.0)
 
     def home(self, moving_time: float) -> None:
+        self._moving_time = moving_time
         self._arm().go_to_home_pose(moving_time=moving_time, accel_time=moving_time * _ACCEL_FRACTION, blocking=False)
 
     def sleep(self, moving_time: float) -> None:
+        self._moving_time = moving_time
         self._arm().go_to_sleep_pose(moving_time=moving_time, accel_time=moving_time * _ACCEL_FRACTION, blocking=False)
 
     def torque_off(self) -> None:

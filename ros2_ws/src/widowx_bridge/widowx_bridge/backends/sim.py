@@ -1,4 +1,6 @@
-"""A kinematic WidowX 250: joints jump to the IK solution (no dynamics), limits enforced.
+"""A kinematic WidowX 250: joints jump to the IK solution (no dynamics). Like Interbotix's
+set_ee_pose_matrix it refuses solutions outside the joint limits or faster than the joint velocity
+limit over the requested moving time (so an IK branch flip is refused, not executed).
 
 It lets the whole closed loop (camera -> policy -> arm) run on a machine without a robot; the sim
 camera source renders the scene from this arm's commanded pose."""
@@ -34,7 +36,7 @@ class SimArmBackend(ArmBackend):
             if not self.torque_enabled:
                 return False
             joints = inverse_kinematics(self.model, pose, seed=self._joints)
-            if joints is None:
+            if joints is None or np.abs(joints - self._joints).max() > self.model.velocity_limit * moving_time:
                 return False
             self._joints = joints
             return True
