@@ -230,7 +230,8 @@ def write_bridge_dataset(
 
     Returns the dataset directory `data_dir/bridge_dataset/1.0.0`. TFDS writes into a temporary
     `incomplete.*` directory and renames it when done, so a crash never leaves a half dataset.
-    `num_shards` fixes the shard count per split (None: TFDS decides by size).
+    `num_shards` fixes the shard count of every split (None: TFDS decides by size); each split
+    needs at least that many episodes.
     """
     import tensorflow_datasets as tfds
 
@@ -346,7 +347,7 @@ def _float_feature(features, key: str, where: str, length: int, width: int) -> n
     if key not in features:
         raise BadEpisodeError("missing_feature", where, f"missing feature {key!r}")
     feature = features[key]
-    if feature.WhichOneof("kind") != "float_list":
+    if feature.WhichOneof("kind") not in ("float_list", None):
         raise BadEpisodeError("wrong_shape", where, f"feature {key!r} holds {feature.WhichOneof('kind')}, expected float32")
     values = np.asarray(feature.float_list.value, np.float32)
     if values.size != length * width:
@@ -374,8 +375,9 @@ def parse_episode(payload: bytes, ref: EpisodeRef, camera: str) -> RawEpisode:
     key = image_key(camera)
     if key not in features:
         raise BadEpisodeError("missing_feature", where, f"missing feature {key!r}")
-    if features[key].WhichOneof("kind") != "bytes_list":
-        raise BadEpisodeError("wrong_shape", where, f"feature {key!r} holds {features[key].WhichOneof('kind')}, expected JPEG bytes")
+    kind = features[key].WhichOneof("kind")
+    if kind not in ("bytes_list", None):  # None: an empty feature, i.e. no steps
+        raise BadEpisodeError("wrong_shape", where, f"feature {key!r} holds {kind}, expected JPEG bytes")
     images = list(features[key].bytes_list.value)
     if not images:
         raise BadEpisodeError("empty", where, "zero-length episode (no steps)")

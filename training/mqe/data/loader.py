@@ -99,6 +99,7 @@ class Episode:
     ref: EpisodeRef
     images: list[bytes]
     actions: np.ndarray  # float32 [T, 7]; the last row is not a transition
+    first_step: int = 0  # stored index of images[0] (1 when the null first action was dropped)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -107,8 +108,9 @@ class Episode:
 def process_episode(raw: RawEpisode, config: dict) -> Episode:
     """Apply the configured action processing; an episode left without a transition is 'empty'."""
     images, states, actions = raw.images, raw.states, raw.actions
+    first_step = 0
     if config["drop_first_zero_action"] and len(actions) and not np.any(actions[0, :6]):
-        images, states, actions = images[1:], states[1:], actions[1:]
+        images, states, actions, first_step = images[1:], states[1:], actions[1:], 1
     if len(images) < 2:
         raise BadEpisodeError("empty", raw.ref.describe(), f"{len(images)} usable steps; an episode needs at least 2")
     if config["relabel_actions"]:
@@ -118,7 +120,7 @@ def process_episode(raw: RawEpisode, config: dict) -> Episode:
         actions[:, GRIPPER_INDEX] = binarize_gripper(actions[:, GRIPPER_INDEX])
     if not np.all(np.isfinite(actions)):
         raise BadEpisodeError("wrong_shape", raw.ref.describe(), "actions or states contain NaN/Inf")
-    return Episode(ref=raw.ref, images=list(images), actions=np.asarray(actions, np.float32))
+    return Episode(ref=raw.ref, images=list(images), actions=np.asarray(actions, np.float32), first_step=first_step)
 
 
 def _processing_options(config: dict, train_split: str) -> dict:
@@ -337,7 +339,7 @@ class BridgeLoader:
 
     # --- batches ----------------------------------------------------------------------------
     def _decode(self, episode: Episode, step: int) -> np.ndarray:
-        where = f"{episode.ref.describe()} step {step}"
+        where = f"{episode.ref.describe()} step {step + episode.first_step}"
         try:
             return resize_for_policy(decode_jpeg(episode.images[step], where), self.image_size, where)
         except BadEpisodeError as error:

@@ -105,6 +105,9 @@ def make_synthetic_dataset(
     train_episodes = episodes - val_episodes
     if train_episodes < 1 or val_episodes < 0:
         raise ValueError(f"synthetic dataset: {episodes} episodes cannot hold {val_episodes} validation episodes")
+    if num_shards is not None and num_shards > min(train_episodes, val_episodes or train_episodes):
+        raise ValueError(f"synthetic dataset: {num_shards} shards need at least as many episodes in each split "
+                         f"(train {train_episodes}, val {val_episodes})")
     splits = {"train": synthetic_episodes(train_episodes, steps, seed, image_size, 0, scene_seed)}
     if val_episodes:
         splits["val"] = synthetic_episodes(val_episodes, steps, seed, image_size, train_episodes, scene_seed)
@@ -136,7 +139,7 @@ def corrupt_episode(dataset_dir: str | Path, kind: str, split: str = "train", sh
     elif kind == "empty":
         for key in list(features):
             if key.startswith("steps/"):
-                features[key].ClearField(features[key].WhichOneof("kind"))
+                del getattr(features[key], features[key].WhichOneof("kind")).value[:]
     payloads[episode] = example.SerializeToString()
     write_records(path, payloads)
     if kind == "corrupt_record":  # flip stored bytes without updating the checksum, like a bad disk
