@@ -7,44 +7,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from torch import nn
 
 from mqe import contract
-from mqe.agents.base import Agent
+from mqe.agents import get_config as get_agent_config
+from mqe.agents import make_agent
 from mqe.export import check_parity, export_agent, read_metadata
-from mqe.quasimetric import mrn_distance
 
 SIZE = 32
 STATS = contract.ActionStats(mean=(0.01, -0.02, 0.0, 0.1, 0.0, -0.1, 0.5), std=(0.02, 0.03, 0.01, 0.2, 0.1, 0.3, 0.5))
-
-
-class TinyAgent(Agent):
-    """Stand-in image agent: conv trunk with BatchNorm, LayerNorm MLP heads, MRN distance."""
-
-    name = "tiny"
-
-    def __init__(self, has_distance=True):
-        super().__init__()
-        self.has_distance = has_distance
-        self.trunk = nn.Sequential(nn.Conv2d(3, 8, 3, 2), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
-        self.goal = nn.Sequential(nn.Linear(32, 16), nn.LayerNorm(16))
-        self.actor = nn.Linear(32 + 16, contract.ACTION_DIM)
-        self.psi = nn.Linear(32, 16)
-
-    def features(self, images):
-        return self.trunk(images.permute(0, 3, 1, 2).float() / 255.0 - 0.5)
-
-    def encode_actor_goal(self, goals):
-        return self.goal(self.features(goals))
-
-    def act_from_goal_features(self, observations, actor_goal_features):
-        return torch.tanh(self.actor(torch.cat([self.features(observations), actor_goal_features], -1)))
-
-    def encode_critic_goal(self, goals):
-        return self.psi(self.features(goals))
-
-    def distance_to_goal_embedding(self, observations, critic_goal_embedding):
-        return mrn_distance(self.psi(self.features(observations)), critic_goal_embedding, components=2)
 
 
 def _export(agent, out_dir, **overrides):
@@ -62,10 +32,16 @@ def _export(agent, out_dir, **overrides):
     return export_agent(agent, out_dir, **kwargs)
 
 
+def small_mqe_agent():
+    config = get_agent_config("mqe")
+    config.update(trunk="small_conv", small_conv_channels=(8, 16), latent_dim=32, value_hidden_dims=(32,), actor_hidden_dims=(32,), mrn_components=4)
+    return make_agent("mqe", config, ("image", SIZE), contract.ACTION_DIM)
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     torch.manual_seed(0)
-    agent = TinyAgent()
+    agent = small_mqe_agent()
     agent.train()
     out_dir = _export(agent, tmp_path_factory.mktemp("policy"))
     return agent, out_dir
@@ -81,7 +57,7 @@ def test_export_writes_contract_files_with_metadata(exported):
         metadata = read_metadata(path)
         parsed = contract.check_policy_metadata(metadata, str(path), role)
         assert parsed["image_size"] == SIZE and parsed["camera"] == "image_0" and parsed["gamma"] == 0.98
-        assert parsed["agent"] == "tiny" and parsed["control_rate_hz"] == 5.0
+        assert parsed["agent"] == "mqe" and parsed["control_rate_hz"] == 5.0
         assert contract.ActionStats.from_json(json.loads(metadata[contract.META_ACTION_STATS])) == STATS
         assert json.loads(metadata[contract.META_TRAINING_CONFIG])["batch_size"] == 8
         assert metadata[contract.META_DATASET_FINGERPRINT] == "abc123"
@@ -128,7 +104,7 @@ def test_export_actions_are_in_robot_units_and_steps_follow_gamma(exported):
     (action,) = ort.InferenceSession(str(out_dir / contract.POLICY_FILE), providers=["CPUExecutionProvider"]).run(
         None, {contract.OBSERVATION_IMAGE: observation, contract.ACTOR_GOAL_FEATURES: features}
     )
-    model = TinyAgent()
+    model = small_mqe_agent()
     model.load_state_dict(agent.state_dict())
     model.eval()
     with torch.no_grad():
@@ -146,7 +122,9 @@ def test_export_without_distance_removes_stale_distance_graph(exported, tmp_path
     out_dir = tmp_path / "policy"
     out_dir.mkdir()
     (out_dir / contract.DISTANCE_FILE).write_bytes((first / contract.DISTANCE_FILE).read_bytes())
-    _export(TinyAgent(has_distance=False), out_dir)
+    config = get_agent_config("gcbc")
+    config.update(trunk="small_conv", small_conv_channels=(8,), actor_hidden_dims=(16,))
+    _export(make_agent("gcbc", config, ("image", SIZE), contract.ACTION_DIM), out_dir)
     assert sorted(p.name for p in out_dir.iterdir()) == [contract.GOAL_ENCODER_FILE, contract.POLICY_FILE]
     goal = ort.InferenceSession(str(out_dir / contract.GOAL_ENCODER_FILE), providers=["CPUExecutionProvider"])
     assert [o.name for o in goal.get_outputs()] == [contract.ACTOR_GOAL_FEATURES]
@@ -154,6 +132,6 @@ def test_export_without_distance_removes_stale_distance_graph(exported, tmp_path
 
 def test_export_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="gamma"):
-        _export(TinyAgent(), tmp_path, gamma=1.0)
+        _export(small_mqe_agent(), tmp_path, gamma=1.0)
     with pytest.raises(TypeError, match="ActionStats"):
-        _export(TinyAgent(), tmp_path, action_stats={"mean": [0] * 7})
+        _export(small_mqe_agent(), tmp_path, action_stats={"mean": [0] * 7})

@@ -19,8 +19,11 @@ training_config, dataset_fingerprint, train_step) -> Path` and `check_parity(age
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
 import json
+import logging
 import math
 import subprocess
 import uuid
@@ -39,7 +42,7 @@ from mqe.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint,
 from mqe.config import to_json
 
 ONNX_OPSET = 18  # opset of the exported graphs (>= 17 for LayerNormalization)
-EXPORT_BATCH = 2  # example batch used for tracing; the batch axis is exported as dynamic
+EXPORT_BATCH = 3  # example batch for tracing; odd so it cannot coincide with an ensemble size of 2
 PARITY_TOLERANCE = 1e-4  # max |onnxruntime - torch| accepted by mqe-export's check
 
 
@@ -97,22 +100,54 @@ def _inference_copy(agent: nn.Module) -> Agent:
     return copy.deepcopy(agent).cpu().eval()
 
 
+@contextlib.contextmanager
+def _quiet_exporter_logs():
+    """Silence the exporter's per-call notes (e.g. 'torchvision is not installed') on the console."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export", "torch.fx")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def _to_onnx(module: nn.Module, example: tuple, input_names: list[str], output_names: list[str]) -> onnx.ModelProto:
     batch = torch.export.Dim("batch")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_exporter_logs():
         warnings.simplefilter("ignore")  # the exporter's progress chatter
+        # Strict (TorchDynamo) capture keeps len(x) and x.shape[0] symbolic, so the batch axis stays
+        # dynamic; the non-strict default would specialise it to the example's batch size.
+        exported = torch.export.export(module, example, dynamic_shapes=tuple({0: batch} for _ in example), strict=True)
         program = torch.onnx.export(
-            module,
+            exported,
             example,
             input_names=input_names,
             output_names=output_names,
             opset_version=ONNX_OPSET,
             dynamo=True,
             external_data=False,
-            dynamic_shapes=tuple({0: batch} for _ in example),
             verbose=False,
         )
-    return program.model_proto
+    model = program.model_proto
+    io_values = list(model.graph.input) + list(model.graph.output)
+    batch_symbols = set()
+    for value in io_values:
+        symbol = value.type.tensor_type.shape.dim[0].dim_param
+        if not symbol:
+            raise RuntimeError(
+                f"export: {value.name} lost its dynamic batch axis while tracing "
+                f"{type(module).__name__}; a reshape in the agent uses a fixed batch size"
+            )
+        batch_symbols.add(symbol)
+    for value in io_values + list(model.graph.value_info):  # the exporter's "s27" -> "batch"
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in batch_symbols:
+                dim.dim_param = "batch"
+    return model
 
 
 def _set_metadata(model: onnx.ModelProto, metadata: Mapping[str, str]) -> None:
