@@ -31,3 +31,31 @@ def mrn_distance(x: torch.Tensor, y: torch.Tensor, components: int) -> torch.Ten
 def pairwise_mrn_distance(x: torch.Tensor, y: torch.Tensor, components: int) -> torch.Tensor:
     """All pairs: x [..., B, D], y [..., C, D] -> [..., B, C] with entry (i, j) = d(x_i, y_j)."""
     return mrn_distance(x.unsqueeze(-2), y.unsqueeze(-3), components)
+
+
+def iqe_distance(x: torch.Tensor, y: torch.Tensor, component_dim: int, mean_weight: torch.Tensor | float) -> torch.Tensor:
+    """Interval Quasimetric Embedding (IQE, Wang & Isola 2022), QRL's default quasimetric.
+
+    The embedding of size D is split into D / component_dim components. In component k, every dim i
+    with x_i < y_i contributes the interval [x_i, y_i]; the component's distance is the total length
+    of the union of those intervals. Components are combined as
+        mean_weight * mean_k + (1 - mean_weight) * max_k
+    (QRL learns mean_weight through a sigmoid). x, y broadcastable [..., D] -> [...].
+    """
+    x, y = torch.broadcast_tensors(x, y)
+    if x.shape[-1] % component_dim:
+        raise ValueError(f"IQE: embedding size {x.shape[-1]} is not a multiple of component_dim {component_dim}")
+    x = x.reshape(*x.shape[:-1], -1, component_dim)
+    y = y.reshape(*y.shape[:-1], -1, component_dim)
+    valid = x < y
+    # Sweep over the sorted interval endpoints: a start adds 1 to the coverage count, an end
+    # subtracts 1; a gap between consecutive endpoints lies in the union where the count is > 0.
+    endpoints = torch.cat([x, torch.where(valid, y, x)], dim=-1)
+    steps = torch.cat([valid, valid], dim=-1).to(x.dtype) * torch.cat(
+        [torch.ones_like(x), -torch.ones_like(x)], dim=-1
+    )
+    sorted_endpoints, order = endpoints.sort(dim=-1)
+    coverage = torch.gather(steps, -1, order).cumsum(dim=-1)
+    gaps = sorted_endpoints[..., 1:] - sorted_endpoints[..., :-1]
+    union = (gaps * (coverage[..., :-1] > 0).to(x.dtype)).sum(dim=-1)  # [..., components]
+    return mean_weight * union.mean(dim=-1) + (1 - mean_weight) * union.amax(dim=-1)

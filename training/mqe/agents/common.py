@@ -72,7 +72,7 @@ def ddpg_bc_loss(q: torch.Tensor, log_prob: torch.Tensor, alpha: float) -> tuple
 
 def encode_together(trunk: nn.Module, *observations: torch.Tensor) -> list[torch.Tensor]:
     """One trunk pass over several observation batches (one BatchNorm batch, one conv call)."""
-    sizes = [len(x) for x in observations]
+    sizes = [x.shape[0] for x in observations]
     return list(torch.split(trunk(torch.cat(observations)), sizes))
 
 

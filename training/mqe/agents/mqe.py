@@ -190,9 +190,9 @@ class MQEAgent(Agent):
     def encode_critic_goal(self, goals: torch.Tensor) -> torch.Tensor:
         """psi(g) of every ensemble member, flattened to [B, E * N * M]."""
         psi_g = self.critic.psi(self.critic.trunk(goals))  # [E, B, L]
-        return psi_g.transpose(0, 1).reshape(len(goals), -1)
+        return psi_g.transpose(0, 1).reshape(goals.shape[0], -1)  # shape[0], not len(): keeps the ONNX batch axis dynamic
 
     def distance_to_goal_embedding(self, observations: torch.Tensor, critic_goal_embedding: torch.Tensor) -> torch.Tensor:
         psi_s = self.critic.psi(self.critic.trunk(observations))  # [E, B, L]
-        psi_g = critic_goal_embedding.reshape(len(critic_goal_embedding), psi_s.shape[0], -1).transpose(0, 1)
+        psi_g = critic_goal_embedding.reshape(critic_goal_embedding.shape[0], psi_s.shape[0], -1).transpose(0, 1)
         return mrn_distance(psi_s, psi_g, self.components).amax(dim=0)

@@ -1,0 +1,59 @@
+"""Goal-conditioned behaviour cloning (GCBC): the MQE actor trained by maximum likelihood alone,
+loss = -mean log pi(a_i | s_i, g_i) with g the actor goals."""
+
+from __future__ import annotations
+
+import torch
+
+from mqe.agents.base import Agent
+from mqe.agents.common import GoalConditionedActor, detach_metrics, encode_together
+from mqe.data import goal_sampling
+from mqe.networks import as_observation_spec
+
+
+def get_config() -> dict:
+    return dict(
+        agent_name="gcbc",  # registry name
+        lr=3e-4,  # Adam learning rate (the trainer builds the optimiser from it)
+        trunk="resnet34",  # observation trunk: "resnet34" | "small_conv" (images) | "mlp" (states)
+        trunk_weights=None,  # torchvision resnet34-*.pth for the ResNet34 trunk; None = random init (warns)
+        small_conv_channels=(32, 64, 128, 256),  # small_conv trunk: channels of its stride-2 convs
+        state_trunk_dims=(),  # mlp trunk: hidden dims before the heads; () feeds the raw state (OGBench)
+        layer_norm=True,  # LayerNorm in every MLP (Linear -> LN -> GELU)
+        actor_hidden_dims=(256, 256, 256),  # policy MLP over [f(s), f(g)]
+        const_std=True,  # actor std fixed at 1 (OGBench const_std); False learns a state-independent log std
+        clip_actor_actions=False,  # clip the deterministic action to [-1, 1] (OGBench state tasks: True)
+        goal_sampling=goal_sampling.get_config(),  # actor goals uniform over the rest of the trajectory
+    )
+
+
+class GCBCAgent(Agent):
+    name = "gcbc"
+    has_distance = False
+
+    def __init__(self, config: dict, observation_spec, action_dim: int):
+        super().__init__()
+        self.config = config
+        self.observation_spec = as_observation_spec(observation_spec)
+        self.action_dim = action_dim
+        self.gamma = config["goal_sampling"]["gamma"]
+        self.actor = GoalConditionedActor(config, self.observation_spec, action_dim)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        features_s, features_g = encode_together(self.actor.trunk, batch["observations"], batch["actor_goals"])
+        mean = self.actor.mean(features_s, features_g)
+        log_prob = self.actor.log_prob(mean, batch["actions"])
+        loss = -log_prob.mean()
+        return loss, detach_metrics({
+            "actor/loss": loss,
+            "actor/bc_log_prob": log_prob.mean(),
+            "actor/mse": (mean - batch["actions"]).square().mean(),
+            "actor/std": self.actor.std_metric(),
+            "total_loss": loss,
+        })
+
+    def encode_actor_goal(self, goals: torch.Tensor) -> torch.Tensor:
+        return self.actor.encode_goal(goals)
+
+    def act_from_goal_features(self, observations: torch.Tensor, actor_goal_features: torch.Tensor) -> torch.Tensor:
+        return self.actor.act_from_goal_features(observations, actor_goal_features)
