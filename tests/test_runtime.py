@@ -1,0 +1,131 @@
+"""mqe.runtime: refusals of bad exports and bad goal images, one clear line each, on real exports."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from mqe import contract
+from mqe.runtime import GoalImageError, NonFiniteOutputError, OnnxPolicy, load_goal_image
+from test_policy_artifacts import copy_export, random_image
+
+
+def set_metadata(path, **values):
+    model = onnx.load(str(path))
+    props = {entry.key: entry.value for entry in model.metadata_props}
+    props.update(values)
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+
+
+def refusal(artifact_dir) -> str:
+    with pytest.raises(contract.PolicyArtifactError) as caught:
+        OnnxPolicy(artifact_dir, threads=1)
+    message = str(caught.value)
+    assert "\n" not in message, "refusals are one line"
+    return message
+
+
+@pytest.fixture
+def export(tmp_path):
+    return copy_export("mqe", tmp_path / "export")
+
+
+def test_missing_directory_and_files(tmp_path, export):
+    assert "no such policy directory" in refusal(tmp_path / "nowhere")
+    (export / contract.POLICY_FILE).unlink()
+    message = refusal(export)
+    assert str(export / contract.POLICY_FILE) in message and "missing" in message
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_corrupt_file_is_refused_naming_it(export, damage):
+    path = export / contract.GOAL_ENCODER_FILE
+    data = path.read_bytes()
+    path.write_bytes({"garbage": b"\x00not an onnx model" * 64, "truncated": data[: len(data) // 2], "empty": b""}[damage])
+    message = refusal(export)
+    assert str(path) in message and "not a loadable ONNX model" in message
+
+
+@pytest.mark.parametrize(
+    "file_name, values, expected",
+    [
+        (contract.POLICY_FILE, {contract.META_FORMAT_VERSION: "2"}, "format version 2"),
+        (contract.GOAL_ENCODER_FILE, {contract.META_ACTION_DIM: "6"}, "action is 6-D"),
+        (contract.POLICY_FILE, {contract.META_IMAGE_SIZE: "8"}, "image size 8 is outside"),
+        (contract.DISTANCE_FILE, {contract.META_IMAGE_SIZE: "64"}, "image_size 64 differs"),
+        (contract.DISTANCE_FILE, {contract.META_EXPORT_ID: "another-export"}, "different exports"),
+        (contract.POLICY_FILE, {contract.META_ROLE: "distance"}, "expected 'policy'"),
+        (contract.POLICY_FILE, {contract.META_GAMMA: "one"}, "unreadable metadata"),
+    ],
+)
+def test_mismatched_metadata_is_refused_naming_the_file(export, file_name, values, expected):
+    set_metadata(export / file_name, **values)
+    message = refusal(export)
+    assert str(export / file_name) in message and expected in message
+
+
+def test_file_without_export_metadata_is_refused(export):
+    path = export / contract.POLICY_FILE
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    onnx.save(model, str(path))
+    assert "missing metadata" in refusal(export)
+
+
+def test_export_without_distance_graph_has_no_steps(export):
+    (export / contract.DISTANCE_FILE).unlink()
+    policy = OnnxPolicy(export, threads=1)
+    rng = np.random.default_rng(0)
+    policy.set_goal(random_image(rng))
+    assert not policy.has_distance and policy.steps_to_goal(random_image(rng)) is None
+    assert np.all(np.isfinite(policy.act(random_image(rng))))
+
+
+def test_non_finite_outputs_raise_instead_of_returning(tmp_path, export):
+    nan_export = copy_export("nan", tmp_path / "nan")
+    with pytest.raises(NonFiniteOutputError, match="non-finite"):
+        nan_policy = OnnxPolicy(nan_export, threads=1)
+        nan_policy.set_goal(np.zeros((32, 32, 3), np.uint8))
+    # A finite goal encoder with a NaN policy graph: act() raises, never returns NaN.
+    export_id = onnx.load(str(export / contract.POLICY_FILE)).metadata_props
+    export_id = {entry.key: entry.value for entry in export_id}[contract.META_EXPORT_ID]
+    (export / contract.POLICY_FILE).write_bytes((nan_export / contract.POLICY_FILE).read_bytes())
+    set_metadata(export / contract.POLICY_FILE, **{contract.META_EXPORT_ID: export_id})
+    policy = OnnxPolicy(export, threads=1)
+    policy.set_goal(np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(NonFiniteOutputError, match="non-finite action"):
+        policy.act(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_bad_observation_is_a_value_error(export):
+    policy = OnnxPolicy(export, threads=1)
+    policy.set_goal(np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(ValueError, match="observation"):
+        policy.act(np.zeros((32, 32), np.uint8))
+
+
+def test_goal_image_loading_and_refusals(tmp_path):
+    rgb = random_image(np.random.default_rng(0))
+    good = tmp_path / "goal.png"
+    cv2.imwrite(str(good), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    np.testing.assert_array_equal(load_goal_image(good), rgb)  # RGB order, lossless
+
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("this is not an image")
+    (tmp_path / "folder.png").mkdir()
+    for name, expected in [
+        ("missing.png", "no such file"),
+        ("empty.png", "file is empty"),
+        ("notes.png", "not a readable image"),
+        ("folder.png", "not a file"),
+    ]:
+        with pytest.raises(GoalImageError) as caught:
+            load_goal_image(tmp_path / name)
+        assert str(tmp_path / name) in str(caught.value) and expected in str(caught.value)
+        assert "\n" not in str(caught.value)

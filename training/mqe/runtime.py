@@ -1,0 +1,235 @@
+"""Run an exported policy with onnxruntime alone: the code the robot PC runs (numpy, OpenCV and
+onnxruntime; no torch).
+
+An export is the directory described in mqe.contract: goal_encoder.onnx, policy.onnx and, for
+agents with a quasimetric critic, distance.onnx. Every file is validated against the contract
+before anything runs, and every problem is reported as one line naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from mqe import contract
+
+
+class GoalImageError(ValueError):
+    """The goal image is missing, unreadable, empty or not an RGB image."""
+
+
+class NonFiniteOutputError(RuntimeError):
+    """The policy produced NaN or Inf; the caller must not act on it."""
+
+
+def load_goal_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as HxWx3 uint8 RGB; raise GoalImageError (one line naming the file)."""
+    path = Path(path)
+    if not path.exists():
+        raise GoalImageError(f"goal image {path}: no such file")
+    if not path.is_file():
+        raise GoalImageError(f"goal image {path}: not a file")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise GoalImageError(f"goal image {path}: unreadable ({error.strerror})") from error
+    if not data:
+        raise GoalImageError(f"goal image {path}: file is empty")
+    # Decode from memory: cv2.imread silently returns None for every failure, without a reason.
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise GoalImageError(f"goal image {path}: not a readable image (PNG/JPEG expected)")
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return contract.check_rgb_image(rgb, f"goal image {path}")
+
+
+def _open_session(path: Path, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only; warnings about unused initialisers are noise here
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types, one per failure kind
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise contract.PolicyArtifactError(f"{path}: not a loadable ONNX model ({reason})") from error
+
+
+def _check_tensors(session: ort.InferenceSession, path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]):
+    have_inputs = {tensor.name for tensor in session.get_inputs()}
+    have_outputs = {tensor.name for tensor in session.get_outputs()}
+    missing = [name for name in inputs if name not in have_inputs]
+    missing += [name for name in outputs if name not in have_outputs]
+    if missing:
+        raise contract.PolicyArtifactError(
+            f"{path}: missing tensors {missing} (has inputs {sorted(have_inputs)}, outputs {sorted(have_outputs)})"
+        )
+
+
+def _check_batch_one(session: ort.InferenceSession, path: Path, image_size: int) -> None:
+    """Every input must accept batch 1 (the robot runs one frame at a time) and images must be
+    [B, S, S, 3] at the metadata's size; a graph traced with a fixed batch fails here, not mid-run."""
+    for tensor in session.get_inputs():
+        shape = list(tensor.shape)
+        if shape and isinstance(shape[0], int) and shape[0] != 1:
+            raise contract.PolicyArtifactError(
+                f"{path}: input {tensor.name} has a fixed batch of {shape[0]}; the export must have a dynamic batch axis"
+            )
+        if tensor.name in (contract.GOAL_IMAGE, contract.OBSERVATION_IMAGE) and shape[1:] != [image_size, image_size, 3]:
+            raise contract.PolicyArtifactError(
+                f"{path}: input {tensor.name} has shape {shape}, expected [batch, {image_size}, {image_size}, 3]"
+            )
+
+
+class OnnxPolicy:
+    """A goal-conditioned policy loaded from an export directory.
+
+    set_goal(rgb) once per goal, then act(rgb) per control step. Images are HxWx3 uint8 RGB of any
+    size; they are squashed to the model's native size by mqe.contract.resize_for_policy.
+    """
+
+    def __init__(self, artifact_dir: str | os.PathLike, threads: int = 2):
+        self.artifact_dir = Path(artifact_dir)
+        if not self.artifact_dir.is_dir():
+            raise contract.PolicyArtifactError(f"{self.artifact_dir}: no such policy directory (expected the output of mqe-export)")
+        goal_path = self.artifact_dir / contract.GOAL_ENCODER_FILE
+        policy_path = self.artifact_dir / contract.POLICY_FILE
+        distance_path = self.artifact_dir / contract.DISTANCE_FILE
+        for path in (goal_path, policy_path):
+            if not path.is_file():
+                raise contract.PolicyArtifactError(f"{path}: missing (an export holds {contract.GOAL_ENCODER_FILE} and {contract.POLICY_FILE})")
+
+        self._goal_session, goal_meta = self._load(goal_path, "goal_encoder", threads)
+        self._policy_session, policy_meta = self._load(policy_path, "policy", threads)
+        self._distance_session = None
+        files = [(goal_path, goal_meta), (policy_path, policy_meta)]
+        if distance_path.is_file():
+            self._distance_session, distance_meta = self._load(distance_path, "distance", threads)
+            files.append((distance_path, distance_meta))
+
+        # The files must come from one export: same id, and the same values for the shared fields.
+        for path, meta in files[1:]:
+            for key in ("export_id", "image_size", "camera", "gamma", "control_rate_hz"):
+                if meta[key] != goal_meta[key]:
+                    raise contract.PolicyArtifactError(
+                        f"{path}: {key} {meta[key]!r} differs from {goal_path.name}'s {goal_meta[key]!r}; "
+                        "the files come from different exports"
+                    )
+
+        goal_outputs = (contract.ACTOR_GOAL_FEATURES,)
+        if self._distance_session is not None:
+            goal_outputs += (contract.CRITIC_GOAL_EMBEDDING,)
+        _check_tensors(self._goal_session, goal_path, (contract.GOAL_IMAGE,), goal_outputs)
+        _check_tensors(self._policy_session, policy_path, (contract.OBSERVATION_IMAGE, contract.ACTOR_GOAL_FEATURES), (contract.ACTION,))
+        if self._distance_session is not None:
+            outputs = {tensor.name for tensor in self._distance_session.get_outputs()}
+            self._distance_output = contract.STEPS_TO_GOAL if contract.STEPS_TO_GOAL in outputs else contract.DISTANCE
+            _check_tensors(
+                self._distance_session,
+                distance_path,
+                (contract.OBSERVATION_IMAGE, contract.CRITIC_GOAL_EMBEDDING),
+                (self._distance_output,),
+            )
+
+        for path, _ in files:
+            session = {goal_path: self._goal_session, policy_path: self._policy_session}.get(path, self._distance_session)
+            _check_batch_one(session, path, goal_meta["image_size"])
+
+        self._metadata = dict(policy_meta)
+        self._metadata["has_distance"] = self._distance_session is not None
+        self._metadata["files"] = [str(path) for path, _ in files]
+        self._actor_goal: np.ndarray | None = None
+        self._critic_goal: np.ndarray | None = None
+
+    @staticmethod
+    def _load(path: Path, role: str, threads: int) -> tuple[ort.InferenceSession, dict]:
+        session = _open_session(path, threads)
+        metadata = session.get_modelmeta().custom_metadata_map
+        return session, contract.check_policy_metadata(metadata, str(path), role)
+
+    # --- properties -----------------------------------------------------------------------------
+    @property
+    def image_size(self) -> int:
+        return self._metadata["image_size"]
+
+    @property
+    def camera(self) -> str:
+        return self._metadata["camera"]
+
+    @property
+    def gamma(self) -> float:
+        return self._metadata["gamma"]
+
+    @property
+    def control_rate_hz(self) -> float:
+        return self._metadata["control_rate_hz"]
+
+    @property
+    def has_distance(self) -> bool:
+        return self._distance_session is not None
+
+    @property
+    def has_goal(self) -> bool:
+        return self._actor_goal is not None
+
+    @property
+    def metadata(self) -> dict:
+        """The validated metadata (format version, role, export id, agent, image size, camera,
+        action dim, gamma, control rate) plus has_distance and the files loaded."""
+        return dict(self._metadata)
+
+    # --- inference ------------------------------------------------------------------------------
+    def preprocess(self, rgb: np.ndarray, where: str = "image") -> np.ndarray:
+        """HxWx3 uint8 RGB of any size -> uint8 [1, S, S, 3] at the model's native size."""
+        return contract.resize_for_policy(rgb, self.image_size, where)[None]
+
+    def set_goal(self, rgb: np.ndarray) -> None:
+        """Encode the goal image once; later act() and steps_to_goal() calls are conditioned on it."""
+        outputs = [contract.ACTOR_GOAL_FEATURES]
+        if self.has_distance:
+            outputs.append(contract.CRITIC_GOAL_EMBEDDING)
+        values = self._goal_session.run(outputs, {contract.GOAL_IMAGE: self.preprocess(rgb, "goal image")})
+        for name, value in zip(outputs, values):
+            if not np.all(np.isfinite(value)):
+                raise NonFiniteOutputError(f"goal encoder produced non-finite {name}")
+        self._actor_goal = values[0]
+        self._critic_goal = values[1] if self.has_distance else None
+
+    def act(self, rgb: np.ndarray) -> np.ndarray:
+        """The deterministic action for this observation: float32 [7] in robot units."""
+        if self._actor_goal is None:
+            raise RuntimeError("act() before set_goal(): the policy has no goal")
+        (action,) = self._policy_session.run(
+            [contract.ACTION],
+            {contract.OBSERVATION_IMAGE: self.preprocess(rgb, "observation"), contract.ACTOR_GOAL_FEATURES: self._actor_goal},
+        )
+        action = np.asarray(action, np.float32).reshape(-1)
+        if action.shape != (contract.ACTION_DIM,):
+            raise NonFiniteOutputError(f"policy produced an action of shape {action.shape}, expected ({contract.ACTION_DIM},)")
+        if not np.all(np.isfinite(action)):
+            raise NonFiniteOutputError(f"policy produced a non-finite action {action.tolist()}")
+        return action
+
+    def steps_to_goal(self, rgb: np.ndarray) -> float | None:
+        """Estimated steps from this observation to the goal (critic distance / -log gamma), or None
+        when the export has no distance graph."""
+        if self._distance_session is None:
+            return None
+        if self._critic_goal is None:
+            raise RuntimeError("steps_to_goal() before set_goal(): the policy has no goal")
+        (value,) = self._distance_session.run(
+            [self._distance_output],
+            {contract.OBSERVATION_IMAGE: self.preprocess(rgb, "observation"), contract.CRITIC_GOAL_EMBEDDING: self._critic_goal},
+        )
+        value = float(np.asarray(value).reshape(-1)[0])
+        if self._distance_output == contract.DISTANCE:
+            value = float(contract.steps_from_distance(value, self.gamma))
+        if not np.isfinite(value):
+            raise NonFiniteOutputError(f"distance graph produced a non-finite value {value}")
+        return value
