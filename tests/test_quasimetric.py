@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mqe.quasimetric import mrn_distance, pairwise_mrn_distance
+from mqe.quasimetric import iqe_distance, mrn_distance, pairwise_mrn_distance
 
 COMPONENTS = 4
 DIM = 32  # 4 components of 8 dims: 4 max-ReLU dims and 4 L2 dims each
@@ -73,3 +73,50 @@ def test_pairwise_equals_broadcast(embeddings):
 def test_mrn_rejects_sizes_that_do_not_split():
     with pytest.raises(ValueError, match="components"):
         mrn_distance(torch.zeros(2, 12), torch.zeros(2, 12), 4)
+
+
+IQE_COMPONENT_DIM = 8
+
+
+def iqe_by_interval_merging(x: torch.Tensor, y: torch.Tensor, component_dim: int, mean_weight: float) -> float:
+    """IQE by definition: per component, the length of the union of [x_i, y_i] over dims with x_i < y_i."""
+    lengths = []
+    for k in range(len(x) // component_dim):
+        xs, ys = x[k * component_dim : (k + 1) * component_dim], y[k * component_dim : (k + 1) * component_dim]
+        intervals = sorted((float(a), float(b)) for a, b in zip(xs, ys) if a < b)
+        total, end = 0.0, float("-inf")
+        for start, stop in intervals:
+            if stop > end:
+                total += stop - max(start, end)
+                end = stop
+        lengths.append(total)
+    return mean_weight * sum(lengths) / len(lengths) + (1 - mean_weight) * max(lengths)
+
+
+@pytest.mark.parametrize("mean_weight", [0.0, 0.3, 1.0])
+def test_iqe_matches_interval_union_definition(embeddings, mean_weight):
+    x, y = embeddings[:30], embeddings[30:60]
+    fast = iqe_distance(x, y, IQE_COMPONENT_DIM, mean_weight)
+    for i in range(30):
+        assert fast[i].item() == pytest.approx(iqe_by_interval_merging(x[i], y[i], IQE_COMPONENT_DIM, mean_weight), abs=1e-10)
+    # overlapping, nested and touching intervals in one component
+    x = torch.tensor([[0.0, 0.5, 2.0, 3.0, 9.0, 1.0, 0.0, 0.0]])
+    y = torch.tensor([[1.0, 0.7, 3.0, 4.0, 1.0, 1.0, 0.2, 0.0]])
+    assert iqe_distance(x, y, 8, 1.0).item() == pytest.approx(1.0 + 2.0)  # [0,1] and [2,3] u [3,4]
+
+
+def test_iqe_is_a_quasimetric(embeddings):
+    e = embeddings[:120]
+    d = iqe_distance(e[:, None], e[None, :], IQE_COMPONENT_DIM, 0.5)  # [N, N]
+    assert torch.all(d.diagonal() == 0) and torch.all(d >= 0)
+    assert (d[:, :, None] + d[None, :, :] - d[:, None, :]).min().item() >= -1e-9
+    assert (d - d.T).abs().max() > 0.1
+
+
+def test_iqe_gradients_are_finite():
+    x = torch.randn(16, 32, requires_grad=True)
+    y = torch.randn(16, 32, requires_grad=True)
+    weight = torch.tensor(0.0, requires_grad=True)
+    iqe_distance(x, y, IQE_COMPONENT_DIM, torch.sigmoid(weight)).sum().backward()
+    for grad in (x.grad, y.grad, weight.grad):
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0
