@@ -1,0 +1,302 @@
+"""The policy node's logic, without ROS: run state, frame watchdogs, the inference worker and the
+operator's live feedback. The ROS node (policy_node.py) only converts messages and calls this.
+
+Timing model: tick() is called by a fixed-rate timer and never waits for inference. It picks the
+newest camera frame, checks the watchdogs and hands the frame to one worker thread. If the worker
+is still busy from the previous tick, the tick is skipped (never queued), so the clock never slips
+and the policy never acts on a stale backlog. The worker publishes the action as soon as it is
+computed, stamped with the stamp of the frame it came from, then computes steps-to-goal (which is
+operator feedback, so it stays off the action's latency path).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+import hashlib
+import threading
+import time
+from typing import Callable, Protocol
+
+import numpy as np
+
+from mqe.runtime import NonFiniteOutputError
+
+
+class Mode(str, enum.Enum):
+    """What the operator asked for (services start / pause / stop)."""
+
+    RUNNING = "running"  # infer and publish actions
+    PAUSED = "paused"  # keep inferring for live feedback, publish no actions (the arm holds)
+    STOPPED = "stopped"  # no inference, no actions (the arm holds)
+
+
+WAITING_FOR_FRAMES = "waiting-for-frames"  # reported instead of "running" while a watchdog blocks
+
+
+class Policy(Protocol):
+    """What the loop needs from mqe.runtime.OnnxPolicy."""
+
+    def set_goal(self, rgb: np.ndarray) -> None: ...
+    def act(self, rgb: np.ndarray) -> np.ndarray: ...
+    def steps_to_goal(self, rgb: np.ndarray) -> float | None: ...
+
+
+@dataclasses.dataclass
+class Frame:
+    """A camera frame as received; decoded lazily so frames that no tick uses cost nothing."""
+
+    stamp: float  # seconds, the camera's header stamp
+    decode: Callable[[], np.ndarray]  # -> HxWx3 uint8 RGB
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    rate_hz: float = 5.0  # control rate: one action per tick
+    max_frame_age: float = 0.5  # seconds; older frames stop the actions
+    reject_identical_frames: bool = True  # a frame with the same pixels as the last one counts as repeated
+
+    def __post_init__(self):
+        if not self.rate_hz > 0:
+            raise ValueError(f"rate_hz must be > 0, got {self.rate_hz}")
+        if not self.max_frame_age > 0:
+            raise ValueError(f"max_frame_age must be > 0, got {self.max_frame_age}")
+
+
+@dataclasses.dataclass
+class Feedback:
+    """The operator's live view, published every tick."""
+
+    state: str  # running | paused | stopped | waiting-for-frames
+    reason: str  # why actions are not published right now ("" when running)
+    steps_to_goal: float  # NaN when unknown or the export has no critic
+    latency_ms: float  # inference time of the last frame (NaN before the first)
+    frame_latency_ms: float  # last frame's stamp -> its action published (NaN before the first)
+    frame_age_s: float  # now - stamp of the newest frame at the last tick (NaN before the first frame)
+    rate_hz: float  # achieved action rate over the last few actions (0 when not publishing)
+    actions_published: int
+    ticks: int
+    ticks_skipped_busy: int  # inference still running at the tick
+    ticks_blocked: int  # a watchdog held the action back
+    errors: int  # inference failures, non-finite outputs included
+    goal_version: int  # increments at every goal change
+
+
+def frame_digest(image: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest()
+
+
+class PolicyLoop:
+    def __init__(
+        self,
+        policy: Policy,
+        config: LoopConfig,
+        publish_action: Callable[[np.ndarray, float], None],
+        clock: Callable[[], float] = time.time,
+        log: Callable[[str], None] = lambda message: None,
+        mode: Mode = Mode.RUNNING,
+    ):
+        self.policy = policy
+        self.config = config
+        self._publish_action = publish_action
+        self._clock = clock
+        self._log = log
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._mode = mode
+        self._newest: Frame | None = None
+        self._pending_frame: tuple[Frame, np.ndarray] | None = None
+        self._pending_goal: np.ndarray | None = None
+        self._busy = False
+        self._closed = False
+        self._last_used_stamp: float | None = None
+        self._last_used_digest: bytes | None = None
+        self._blocked_reason = "no camera frame yet"
+        self._reported_reason = ""
+        self._publish_times: collections.deque[float] = collections.deque(maxlen=11)
+        self._fb = dict(
+            steps_to_goal=float("nan"), latency_ms=float("nan"), frame_latency_ms=float("nan"),
+            frame_age_s=float("nan"), actions_published=0, ticks=0, ticks_skipped_busy=0,
+            ticks_blocked=0, errors=0, goal_version=0,
+        )  # fmt: skip
+        self._worker = threading.Thread(target=self._run_worker, name="policy-inference", daemon=True)
+        self._worker.start()
+
+    # --- inputs ---------------------------------------------------------------------------------
+    def on_frame(self, frame: Frame) -> None:
+        """Keep only the newest frame: a slow tick never works through a backlog."""
+        with self._lock:
+            self._newest = frame
+
+    def set_goal(self, rgb: np.ndarray) -> None:
+        """Schedule a goal change; it is encoded once, before the next frame is processed."""
+        with self._work:
+            self._pending_goal = rgb
+            self._work.notify()
+
+    def start(self) -> str:
+        return self._set_mode(Mode.RUNNING)
+
+    def pause(self) -> str:
+        return self._set_mode(Mode.PAUSED)
+
+    def stop(self) -> str:
+        return self._set_mode(Mode.STOPPED)
+
+    def _set_mode(self, mode: Mode) -> str:
+        with self._lock:
+            previous, self._mode = self._mode, mode
+            if mode is not Mode.RUNNING:
+                self._publish_times.clear()
+        self._log(f"{previous.value} -> {mode.value}")
+        return f"{previous.value} -> {mode.value}"
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    # --- the clock ------------------------------------------------------------------------------
+    def tick(self) -> str:
+        """One control period. Returns what happened: dispatched | busy | blocked: <why> | stopped."""
+        now = self._clock()
+        with self._lock:
+            self._fb["ticks"] += 1
+            frame = self._newest
+            if frame is not None:
+                self._fb["frame_age_s"] = now - frame.stamp
+            if self._mode is Mode.STOPPED:
+                return "stopped"
+            if self._busy:
+                self._fb["ticks_skipped_busy"] += 1
+                return "busy"
+            reason = self._check_frame(frame, now)
+            image = None
+            if reason is None:
+                try:
+                    image = frame.decode()
+                except ValueError as error:
+                    reason = f"unusable camera frame ({error})"
+            if reason is None and self.config.reject_identical_frames:
+                digest = frame_digest(image)
+                if digest == self._last_used_digest:
+                    reason = "repeated frame (same pixels as the last one)"
+            if reason is not None:
+                self._blocked_reason = reason
+                self._fb["ticks_blocked"] += 1
+                self._report(reason)
+                return f"blocked: {reason}"
+            self._blocked_reason = ""
+            self._report("")
+            self._last_used_stamp = frame.stamp
+            self._last_used_digest = frame_digest(image) if self.config.reject_identical_frames else None
+            self._pending_frame = (frame, image)
+            self._busy = True
+            self._work.notify()
+            return "dispatched"
+
+    def _check_frame(self, frame: Frame | None, now: float) -> str | None:
+        if frame is None:
+            return "no camera frame yet"
+        age = now - frame.stamp
+        if age > self.config.max_frame_age:
+            return f"camera frame too old ({age:.2f} s > max_frame_age {self.config.max_frame_age:.2f} s)"
+        if frame.stamp == self._last_used_stamp:
+            return "repeated frame (no new camera frame since the last tick)"
+        return None
+
+    def _report(self, reason: str) -> None:
+        # Log transitions only, not every blocked tick.
+        if reason != self._reported_reason:
+            self._log(f"actions held: {reason}" if reason else "fresh frames: actions resume")
+            self._reported_reason = reason
+
+    # --- the worker -----------------------------------------------------------------------------
+    def _run_worker(self) -> None:
+        while True:
+            with self._work:
+                while not self._closed and self._pending_goal is None and self._pending_frame is None:
+                    self._work.wait()
+                if self._closed:
+                    return
+                goal, self._pending_goal = self._pending_goal, None
+                job = None if goal is not None else self._pending_frame
+                if job is not None:
+                    self._pending_frame = None
+            if goal is not None:
+                self._encode_goal(goal)
+            else:
+                self._infer(*job)
+
+    def _encode_goal(self, rgb: np.ndarray) -> None:
+        try:
+            self.policy.set_goal(rgb)
+        except (ValueError, RuntimeError) as error:
+            with self._lock:
+                self._fb["errors"] += 1
+            self._log(f"goal rejected, keeping the previous goal: {error}")
+            return
+        with self._lock:
+            self._fb["goal_version"] += 1
+            self._fb["steps_to_goal"] = float("nan")
+        self._log("new goal encoded")
+
+    def _infer(self, frame: Frame, image: np.ndarray) -> None:
+        try:
+            started = time.perf_counter()
+            action = self.policy.act(image)
+            latency_ms = (time.perf_counter() - started) * 1e3
+            with self._lock:
+                publish = self._mode is Mode.RUNNING and self._pending_goal is None
+                self._fb["latency_ms"] = latency_ms
+            if publish:
+                self._publish_action(action, frame.stamp)
+                now = self._clock()
+                with self._lock:
+                    self._fb["actions_published"] += 1
+                    self._fb["frame_latency_ms"] = (now - frame.stamp) * 1e3
+                    self._publish_times.append(now)
+            steps = self.policy.steps_to_goal(image)
+            with self._lock:
+                self._fb["steps_to_goal"] = float("nan") if steps is None else steps
+        except Exception as error:  # noqa: BLE001  the worker must outlive any one bad frame
+            with self._lock:
+                self._fb["errors"] += 1
+            kind = "non-finite output" if isinstance(error, NonFiniteOutputError) else type(error).__name__
+            self._log(f"inference failed ({kind}), no action published: {error}")
+        finally:
+            with self._lock:
+                self._busy = False
+
+    # --- feedback -------------------------------------------------------------------------------
+    def feedback(self) -> Feedback:
+        now = self._clock()
+        with self._lock:
+            if self._mode is Mode.RUNNING and self._blocked_reason:
+                state, reason = WAITING_FOR_FRAMES, self._blocked_reason
+            elif self._mode is Mode.RUNNING:
+                state, reason = Mode.RUNNING.value, ""
+            else:
+                state, reason = self._mode.value, f"{self._mode.value} by the operator"
+            times = list(self._publish_times)
+            rate = 0.0
+            stale = not times or now - times[-1] > 2.0 / self.config.rate_hz
+            if len(times) >= 2 and not stale:
+                rate = (len(times) - 1) / (times[-1] - times[0])
+            return Feedback(state=state, reason=reason, rate_hz=rate, **self._fb)
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Block until the worker has nothing to do (tests and clean shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._busy and self._pending_goal is None and self._pending_frame is None:
+                    return True
+            time.sleep(0.005)
+        return False
+
+    def close(self) -> None:
+        with self._work:
+            self._closed = True
+            self._work.notify()
+        self._worker.join(timeout=5.0)

@@ -1,0 +1,226 @@
+"""The policy node: camera frames + a goal image in, one end-effector action per tick out.
+
+A thin shell over mqe_policy.control.PolicyLoop (the logic) and mqe.runtime.OnnxPolicy (the model).
+Refuses to start, with one line on stderr and exit status 2, when the model or the goal image is
+unusable.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float32, String
+from std_srvs.srv import Trigger
+
+from mqe.contract import ACTION_NAMES, PolicyArtifactError
+from mqe.runtime import GoalImageError, OnnxPolicy, load_goal_image
+from mqe_policy import topics
+from mqe_policy.control import Frame, LoopConfig, Mode, PolicyLoop
+from mqe_policy.system import default_goal_dir
+
+NODE_NAME = "policy"
+
+# Camera frames: best effort and depth 1, so the newest frame replaces any unread one (no backlog).
+CAMERA_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=qos_profile_sensor_data.reliability,
+    durability=qos_profile_sensor_data.durability,
+)
+
+
+def resolve_goal(goal: str, goal_dir: str | Path) -> Path:
+    """A bare file name is looked up in the goal directory; anything with a directory part is a path."""
+    if not goal:
+        raise GoalImageError("goal: no goal image given (set goal:=NAME.png from the goal directory, or a path)")
+    path = Path(goal).expanduser()
+    if path.is_absolute() or len(path.parts) > 1:
+        return path
+    return Path(goal_dir).expanduser() / path
+
+
+def image_from_msg(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image (rgb8 or bgr8, any row padding) -> HxWx3 uint8 RGB."""
+    if msg.encoding not in ("rgb8", "bgr8"):
+        raise ValueError(f"encoding {msg.encoding!r}, expected rgb8 or bgr8")
+    height, width, step = msg.height, msg.width, msg.step
+    data = np.frombuffer(memoryview(msg.data), np.uint8)
+    if height == 0 or width == 0 or step < 3 * width or data.size < height * step:
+        raise ValueError(f"{width}x{height} image with step {step} has {data.size} bytes")
+    image = data[: height * step].reshape(height, step)[:, : 3 * width].reshape(height, width, 3)
+    return np.ascontiguousarray(image[..., ::-1] if msg.encoding == "bgr8" else image)
+
+
+def stamp_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class PolicyNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        model = self.declare_parameter("model", "").value
+        goal = self.declare_parameter("goal", "").value
+        self.goal_dir = self.declare_parameter("goal_dir", str(default_goal_dir())).value
+        threads = self.declare_parameter("threads", 2).value
+        autostart = self.declare_parameter("autostart", True).value
+        config = LoopConfig(
+            rate_hz=float(self.declare_parameter("rate_hz", 5.0).value),
+            max_frame_age=float(self.declare_parameter("max_frame_age", 0.5).value),
+            reject_identical_frames=self.declare_parameter("reject_identical_frames", True).value,
+        )
+
+        if not model:
+            raise PolicyArtifactError("model: no policy given (set model:=DIR, a directory written by mqe-export)")
+        self.policy = OnnxPolicy(model, threads=threads)
+        goal_path = resolve_goal(goal, self.goal_dir)
+        self.policy.set_goal(load_goal_image(goal_path))
+        self.goal_path = goal_path
+        if abs(self.policy.control_rate_hz - config.rate_hz) > 1e-6:
+            self.get_logger().warning(
+                f"rate_hz {config.rate_hz} differs from the {self.policy.control_rate_hz} Hz the policy was trained at"
+            )
+
+        self.action_pub = self.create_publisher(JointState, topics.ACTION, 10)
+        self.feedback_pubs = {
+            name: self.create_publisher(String if name in ("state", "reason") else Float32, topic, 10)
+            for name, topic in (
+                ("state", topics.STATE),
+                ("reason", topics.STATE_REASON),
+                ("steps_to_goal", topics.STEPS_TO_GOAL),
+                ("latency_ms", topics.INFERENCE_LATENCY_MS),
+                ("frame_latency_ms", topics.FRAME_LATENCY_MS),
+                ("frame_age_s", topics.FRAME_AGE_S),
+                ("rate_hz", topics.RATE_HZ),
+            )
+        }
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
+
+        self.loop = PolicyLoop(
+            self.policy,
+            config,
+            publish_action=self._publish_action,
+            clock=lambda: self.get_clock().now().nanoseconds * 1e-9,
+            log=self.get_logger().info,
+            mode=Mode.RUNNING if autostart else Mode.STOPPED,
+        )
+        # Frames, the clock and everything else run in separate groups, so a multi-threaded executor
+        # never delays a tick behind a frame copy or a service call.
+        self.create_subscription(
+            Image, topics.CAMERA_IMAGE, self._on_frame, CAMERA_QOS, callback_group=MutuallyExclusiveCallbackGroup()
+        )
+        self.create_subscription(Image, topics.GOAL_IMAGE, self._on_goal_image, 1)
+        self.create_service(Trigger, topics.START, self._service(self.loop.start))
+        self.create_service(Trigger, topics.PAUSE, self._service(self.loop.pause))
+        self.create_service(Trigger, topics.STOP, self._service(self.loop.stop))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.timer = self.create_timer(1.0 / config.rate_hz, self._on_tick, callback_group=MutuallyExclusiveCallbackGroup())
+        self.diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
+        self.get_logger().info(
+            f"policy {model} ({self.policy.metadata['agent'] or 'agent'}, {self.policy.image_size}px, "
+            f"camera {self.policy.camera}), goal {goal_path}, {config.rate_hz} Hz, {self.loop.mode.value}"
+        )
+
+    # --- callbacks ------------------------------------------------------------------------------
+    def _on_frame(self, msg: Image) -> None:
+        self.loop.on_frame(Frame(stamp=stamp_seconds(msg.header.stamp), decode=lambda: image_from_msg(msg)))
+
+    def _on_goal_image(self, msg: Image) -> None:
+        try:
+            self.loop.set_goal(image_from_msg(msg))
+            self.goal_path = f"from {topics.GOAL_IMAGE}"
+        except ValueError as error:
+            self.get_logger().error(f"{topics.GOAL_IMAGE}: ignored ({error})")
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            if param.name == "goal":
+                try:
+                    path = resolve_goal(param.value, self.goal_dir)
+                    rgb = load_goal_image(path)
+                except GoalImageError as error:
+                    return SetParametersResult(successful=False, reason=str(error))
+                self.loop.set_goal(rgb)
+                self.goal_path = path
+            elif param.name in ("model", "rate_hz", "threads", "max_frame_age", "reject_identical_frames"):
+                return SetParametersResult(successful=False, reason=f"{param.name} is fixed at start-up; restart the node")
+        return SetParametersResult(successful=True)
+
+    def _service(self, transition):
+        def handle(request, response):
+            response.message = transition()
+            response.success = True
+            return response
+
+        return handle
+
+    def _on_tick(self) -> None:
+        self.loop.tick()
+        feedback = self.loop.feedback()
+        self.feedback_pubs["state"].publish(String(data=feedback.state))
+        self.feedback_pubs["reason"].publish(String(data=feedback.reason))
+        for name in ("steps_to_goal", "latency_ms", "frame_latency_ms", "frame_age_s", "rate_hz"):
+            self.feedback_pubs[name].publish(Float32(data=float(getattr(feedback, name))))
+
+    def _publish_action(self, action: np.ndarray, stamp: float) -> None:
+        msg = JointState()
+        msg.header.stamp.sec = int(math.floor(stamp))
+        msg.header.stamp.nanosec = min(int(round((stamp - math.floor(stamp)) * 1e9)), 999_999_999)
+        msg.header.frame_id = "base"
+        msg.name = list(ACTION_NAMES)
+        msg.position = [float(value) for value in action]
+        self.action_pub.publish(msg)
+
+    def _publish_diagnostics(self) -> None:
+        feedback = self.loop.feedback()
+        status = DiagnosticStatus(name=f"{self.get_name()}: mqe policy", hardware_id=str(self.policy.artifact_dir))
+        if feedback.state == "running":
+            status.level, status.message = DiagnosticStatus.OK, "running"
+        elif feedback.state == "waiting-for-frames":
+            status.level, status.message = DiagnosticStatus.WARN, f"actions held: {feedback.reason}"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, feedback.state
+        status.values = [KeyValue(key=key, value=str(value)) for key, value in vars(feedback).items()]
+        status.values.append(KeyValue(key="goal", value=str(self.goal_path)))
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
+
+    def destroy_node(self):
+        self.loop.close()
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        try:
+            node = PolicyNode()
+        except ValueError as error:  # PolicyArtifactError, GoalImageError, bad parameter values
+            print(f"{NODE_NAME}: refusing to start: {error}", file=sys.stderr)
+            return 2
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

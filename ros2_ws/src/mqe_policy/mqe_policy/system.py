@@ -1,0 +1,182 @@
+"""The one description of the running system: its arguments and its nodes with their parameters.
+
+Both `ros2 launch mqe_policy run.launch.py` (launch/run.launch.py) and the plain-Python runner
+`mqe-run` (mqe_policy/run.py) build the system from here, so they cannot drift apart. Arguments use
+launch's `name:=value` syntax and are strings; `resolve_arguments` checks and completes them.
+
+Parameter precedence for every node (lowest first): the package's config/*.yaml, the operator's
+params_file, then the values derived from the arguments below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+PACKAGE = "mqe_policy"
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent  # ros2_ws/src/mqe_policy in a source checkout
+
+
+class SystemArgumentError(ValueError):
+    """An argument of run.launch.py / mqe-run is unknown or has a bad value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Argument:
+    name: str
+    default: str
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeDescription:
+    package: str  # ROS package that installs the executable
+    executable: str  # console entry point of that package (ros2 run PACKAGE EXECUTABLE)
+    name: str  # node name; also the key of its section in the YAML parameter files
+    node_class: str  # "module:Class", constructed in-process by mqe-run (Class(**rclpy Node kwargs))
+    parameter_files: tuple[str, ...]  # YAML files, lowest precedence first
+    parameters: dict  # derived from the arguments, highest precedence
+    required: bool  # the whole system shuts down when this node exits (e.g. refuses to start)
+
+
+def find_repository_dir(name: str) -> Path:
+    """`name` in the source checkout this package was installed from (editable installs), else in the
+    current directory."""
+    for parent in _SOURCE_ROOT.parents:
+        if (parent / name).is_dir() and (parent / "ros2_ws").is_dir():
+            return parent / name
+    return Path.cwd() / name
+
+
+def default_goal_dir() -> Path:
+    """$MQE_GOAL_DIR, else the repository's goal_images/."""
+    return Path(os.environ["MQE_GOAL_DIR"]) if os.environ.get("MQE_GOAL_DIR") else find_repository_dir("goal_images")
+
+
+def config_dir(package: str = PACKAGE) -> Path:
+    """A package's config/ directory: its installed share directory under ROS, else the source tree
+    (editable installs next to this package in ros2_ws/src)."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        return Path(get_package_share_directory(package)) / "config"
+    except (ImportError, PackageNotFoundError):
+        return _SOURCE_ROOT.parent / package / "config"
+
+
+CAMERA_SOURCES = ("realsense", "usb", "replay", "sim")
+ROBOT_MODELS = ("wx250s", "wx250")
+
+LAUNCH_ARGUMENTS: tuple[Argument, ...] = (
+    Argument("goal", "", "goal image: a file name in goal_dir (e.g. drawer.png) or a path"),
+    Argument("goal_dir", "", "directory of goal images (default: $MQE_GOAL_DIR, else the repository's goal_images/)"),
+    Argument("model", "", "policy directory written by mqe-export (goal_encoder.onnx, policy.onnx, distance.onnx)"),
+    Argument("robot_model", "wx250s", "arm: wx250s (6-DOF, the BridgeData V2 arm) or wx250 (5-DOF)", ROBOT_MODELS),
+    Argument("use_sim", "false", "true: simulated arm (and sim camera unless camera is given); false: the Interbotix arm", ("true", "false")),
+    Argument("camera", "", "camera source: realsense | usb | replay | sim (default: sim with use_sim:=true, else realsense)", ("",) + CAMERA_SOURCES),
+    Argument("camera_path", "", "replay: a folder of images or a video file; usb: device index or path"),
+    Argument("camera_rate_hz", "30.0", "camera frame rate (replay and sim sources)"),
+    Argument("rate_hz", "5.0", "policy control rate in Hz: one action per tick (BridgeData V2: 5)"),
+    Argument("params_file", "", "optional YAML of ROS parameters for any node, applied over config/*.yaml"),
+)
+ARGUMENT_NAMES = tuple(argument.name for argument in LAUNCH_ARGUMENTS)
+
+
+def parse_cli(argv: Iterable[str]) -> dict[str, str]:
+    """`name:=value` words, as ros2 launch takes them."""
+    values = {}
+    for word in argv:
+        name, sep, value = word.partition(":=")
+        if not sep or not name:
+            raise SystemArgumentError(f"argument {word!r}: expected name:=value (arguments: {', '.join(ARGUMENT_NAMES)})")
+        values[name] = value
+    return values
+
+
+def _positive_float(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise SystemArgumentError(f"{name}:={text}: expected a positive number")
+    return value
+
+
+def resolve_arguments(values: Mapping[str, str]) -> dict[str, str]:
+    """Defaults filled in, names and values checked, `camera` made explicit."""
+    unknown = sorted(set(values) - set(ARGUMENT_NAMES))
+    if unknown:
+        raise SystemArgumentError(f"unknown argument(s) {unknown}; arguments are: {', '.join(ARGUMENT_NAMES)}")
+    resolved = {argument.name: str(values.get(argument.name, argument.default)) for argument in LAUNCH_ARGUMENTS}
+    for argument in LAUNCH_ARGUMENTS:
+        if argument.choices and resolved[argument.name] not in argument.choices:
+            raise SystemArgumentError(
+                f"{argument.name}:={resolved[argument.name]}: expected one of {[c for c in argument.choices if c]}"
+            )
+    for name in ("rate_hz", "camera_rate_hz"):
+        _positive_float(name, resolved[name])
+    if not resolved["camera"]:
+        resolved["camera"] = "sim" if resolved["use_sim"] == "true" else "realsense"
+    if resolved["camera"] == "replay" and not resolved["camera_path"]:
+        raise SystemArgumentError("camera:=replay needs camera_path:=FOLDER_OR_VIDEO")
+    if resolved["params_file"] and not Path(resolved["params_file"]).is_file():
+        raise SystemArgumentError(f"params_file:={resolved['params_file']}: no such file")
+    return resolved
+
+
+def describe_nodes(arguments: Mapping[str, str]) -> list[NodeDescription]:
+    """The nodes of the system for resolved arguments (see resolve_arguments)."""
+    system_file = (str(config_dir() / "system.yaml"),)
+    user_files = (arguments["params_file"],) if arguments["params_file"] else ()
+    camera = arguments["camera"]
+    camera_parameters = {"source": camera, "rate_hz": float(arguments["camera_rate_hz"])}
+    if camera == "replay":
+        camera_parameters["replay_path"] = arguments["camera_path"]
+    elif camera == "usb" and arguments["camera_path"]:
+        camera_parameters["usb_device"] = arguments["camera_path"]
+    policy_parameters = {
+        "model": arguments["model"],
+        "goal": arguments["goal"],
+        "rate_hz": float(arguments["rate_hz"]),
+        # The sim camera renders a still scene while the arm holds: identical frames are expected.
+        "reject_identical_frames": camera != "sim",
+    }
+    if arguments["goal_dir"]:
+        policy_parameters["goal_dir"] = arguments["goal_dir"]
+    bridge_config = config_dir("widowx_bridge")
+    return [
+        NodeDescription(
+            package="widowx_bridge",
+            executable="camera_node",
+            name="camera",
+            node_class="widowx_bridge.camera_node:CameraNode",
+            parameter_files=(str(bridge_config / "camera.yaml"),) + system_file + user_files,
+            parameters=camera_parameters,
+            required=False,
+        ),
+        NodeDescription(
+            package="widowx_bridge",
+            executable="arm_node",
+            name="widowx_arm",
+            node_class="widowx_bridge.arm_node:ArmNode",
+            parameter_files=(str(bridge_config / "arm.yaml"),) + system_file + user_files,
+            parameters={
+                "backend": "sim" if arguments["use_sim"] == "true" else "interbotix",
+                "robot_model": arguments["robot_model"],
+            },
+            required=False,
+        ),
+        NodeDescription(
+            package=PACKAGE,
+            executable="policy_node",
+            name="policy",
+            node_class="mqe_policy.policy_node:PolicyNode",
+            parameter_files=(str(config_dir() / "policy.yaml"),) + system_file + user_files,
+            parameters=policy_parameters,
+            required=True,
+        ),
+    ]

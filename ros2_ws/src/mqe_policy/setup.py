@@ -1,0 +1,31 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "mqe_policy"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml")),
+    ],
+    install_requires=["setuptools", "numpy", "psutil"],
+    zip_safe=True,
+    maintainer="MQE team",
+    maintainer_email="mqe@example.com",
+    description="MQE goal-image-conditioned policy node, system launch, closed-loop benchmark and demo",
+    license="MIT",
+    entry_points={
+        "console_scripts": [
+            "policy_node = mqe_policy.policy_node:main",
+            "mqe-run = mqe_policy.run:main",
+            "mqe-demo = mqe_policy.demo:main",
+            "mqe-closed-loop-bench = mqe_policy.bench:main",
+        ],
+    },
+)

@@ -1,0 +1,228 @@
+"""The policy node's logic without ROS: PolicyLoop on a real exported policy and onnxruntime."""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sensor_msgs.msg import Image
+
+from mqe.runtime import GoalImageError, OnnxPolicy
+from mqe_policy.control import Frame, LoopConfig, Mode, PolicyLoop
+from mqe_policy.policy_node import image_from_msg, resolve_goal
+from test_policy_artifacts import exported_policy, random_image
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Harness:
+    """A PolicyLoop with a settable clock that records what it publishes."""
+
+    def __init__(self, kind: str = "mqe", **config):
+        self.rng = np.random.default_rng(0)
+        self.policy = OnnxPolicy(exported_policy(kind), threads=1)
+        if kind == "mqe":
+            self.policy.set_goal(random_image(self.rng))
+        self.clock = Clock()
+        self.published: list[tuple[np.ndarray, float]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.logs: list[str] = []
+        self.loop = PolicyLoop(self.policy, LoopConfig(**config), self._publish, clock=self.clock, log=self.logs.append)
+
+    def _publish(self, action, stamp):
+        self.gate.wait(10.0)
+        self.published.append((action, stamp))
+
+    def frame(self, age: float = 0.05, image: np.ndarray | None = None) -> Frame:
+        image = random_image(self.rng) if image is None else image
+        frame = Frame(stamp=self.clock.now - age, decode=lambda: image)
+        self.loop.on_frame(frame)
+        return frame
+
+    def step(self, seconds: float = 0.2) -> str:
+        self.clock.now += seconds
+        result = self.loop.tick()
+        assert self.loop.wait_idle()
+        return result
+
+
+@pytest.fixture
+def harness():
+    h = Harness()
+    yield h
+    h.loop.close()
+
+
+def test_each_tick_acts_on_the_newest_fresh_frame(harness):
+    assert harness.step() == "blocked: no camera frame yet"
+    assert harness.loop.feedback().state == "waiting-for-frames"
+    for _ in range(3):
+        harness.frame()  # older frames are replaced, never queued
+    newest = harness.frame()
+    harness.clock.now -= 0.2  # the frame is 0.05 s old at the tick
+    assert harness.step() == "dispatched"
+    (action, stamp), = harness.published
+    assert stamp == newest.stamp and action.shape == (7,) and np.all(np.isfinite(action))
+    feedback = harness.loop.feedback()
+    assert feedback.state == "running" and feedback.reason == ""
+    assert math.isfinite(feedback.steps_to_goal) and feedback.latency_ms > 0
+    assert feedback.frame_age_s == pytest.approx(0.05) and feedback.actions_published == 1
+
+
+def test_repeated_and_stale_frames_hold_actions_until_fresh_frames_return(harness):
+    image = random_image(harness.rng)
+    harness.frame(image=image)
+    harness.clock.now -= 0.2
+    assert harness.step() == "dispatched"
+    # No new frame since the last tick: the same stamp again.
+    assert harness.step(0.0).startswith("blocked: repeated frame (no new camera frame")
+    # A new stamp on exactly the same pixels (a frozen driver).
+    harness.frame(age=0.0, image=image.copy())
+    assert harness.step(0.01).startswith("blocked: repeated frame (same pixels")
+    assert harness.loop.feedback().state == "waiting-for-frames"
+    # A frame older than max_frame_age.
+    harness.frame(age=0.7)
+    result = harness.step(0.0)
+    assert result.startswith("blocked: camera frame too old (0.70 s > max_frame_age 0.50 s)")
+    assert "camera frame too old" in harness.loop.feedback().reason
+    assert len(harness.published) == 1
+    harness.frame(age=0.0)
+    assert harness.step(0.01) == "dispatched" and len(harness.published) == 2
+    assert harness.loop.feedback().ticks_blocked == 3
+    assert any("actions held: camera frame too old" in line for line in harness.logs)
+    assert any("actions resume" in line for line in harness.logs)
+
+
+def test_identical_pixels_are_accepted_when_configured():
+    h = Harness(reject_identical_frames=False)
+    try:
+        image = random_image(h.rng)
+        h.frame(age=0.0, image=image)
+        assert h.step(0.01) == "dispatched"
+        h.frame(age=0.0, image=image)
+        assert h.step(0.01) == "dispatched"
+    finally:
+        h.loop.close()
+
+
+def test_pause_keeps_feedback_stop_halts_inference_start_resumes(harness):
+    harness.loop.pause()
+    harness.frame(age=0.0)
+    assert harness.step(0.01) == "dispatched"  # inference runs for the operator's feedback ...
+    assert harness.published == []  # ... but no action goes out
+    feedback = harness.loop.feedback()
+    assert feedback.state == "paused" and math.isfinite(feedback.steps_to_goal) and feedback.rate_hz == 0.0
+
+    harness.loop.stop()
+    harness.frame(age=0.0)
+    latency_before = harness.loop.feedback().latency_ms
+    assert harness.step(0.01) == "stopped"
+    assert harness.published == [] and harness.loop.feedback().state == "stopped"
+    assert harness.loop.feedback().latency_ms == latency_before  # nothing ran
+
+    assert harness.loop.start() == "stopped -> running"
+    harness.frame(age=0.0)
+    assert harness.step(0.01) == "dispatched" and len(harness.published) == 1
+
+
+def test_busy_worker_skips_the_tick_instead_of_queueing(harness):
+    harness.gate.clear()  # the first action's publish blocks, so the worker stays busy
+    harness.frame(age=0.0)
+    harness.clock.now += 0.01
+    assert harness.loop.tick() == "dispatched"
+    for _ in range(3):
+        harness.frame(age=0.0)
+        harness.clock.now += 0.2
+        assert harness.loop.tick() == "busy"
+    harness.gate.set()
+    assert harness.loop.wait_idle()
+    assert len(harness.published) == 1  # the skipped ticks left nothing queued
+    assert harness.loop.feedback().ticks_skipped_busy == 3
+    newest = harness.frame(age=0.0)
+    assert harness.step(0.01) == "dispatched" and harness.published[-1][1] == newest.stamp
+
+
+def test_achieved_rate_is_reported(harness):
+    for _ in range(8):
+        harness.frame(age=0.0)
+        harness.step(0.2)
+    assert harness.loop.feedback().rate_hz == pytest.approx(5.0, rel=1e-6)
+    harness.clock.now += 1.0  # nothing published for 5 periods: the rate drops to 0
+    assert harness.loop.feedback().rate_hz == 0.0
+
+
+def test_goal_change_is_encoded_once_and_changes_the_action():
+    h = Harness(reject_identical_frames=False)  # the same observation before and after the change
+    try:
+        image = random_image(h.rng)
+        h.frame(age=0.0, image=image)
+        assert h.step(0.01) == "dispatched"
+        h.loop.set_goal(np.zeros((40, 40, 3), np.uint8))
+        assert h.loop.wait_idle()
+        assert h.loop.feedback().goal_version == 1 and any("new goal encoded" in line for line in h.logs)
+        h.frame(age=0.0, image=image)
+        assert h.step(0.01) == "dispatched"
+        assert not np.allclose(h.published[0][0], h.published[1][0])
+    finally:
+        h.loop.close()
+
+
+def test_non_finite_outputs_are_never_published():
+    h = Harness("nan")
+    try:
+        h.loop.set_goal(np.zeros((32, 32, 3), np.uint8))  # NaN goal features: rejected, counted
+        assert h.loop.wait_idle()
+        h.frame(age=0.0)
+        h.step(0.01)  # no goal encoded: act() refuses
+        assert h.published == [] and h.loop.feedback().errors == 2
+        assert any("goal rejected" in line for line in h.logs)
+        assert any("inference failed" in line for line in h.logs)
+    finally:
+        h.loop.close()
+
+
+def test_config_values_are_checked():
+    with pytest.raises(ValueError, match="rate_hz"):
+        LoopConfig(rate_hz=0.0)
+    with pytest.raises(ValueError, match="max_frame_age"):
+        LoopConfig(max_frame_age=-1.0)
+
+
+def test_goal_names_resolve_in_the_goal_directory(tmp_path):
+    assert resolve_goal("drawer.png", tmp_path) == tmp_path / "drawer.png"
+    assert resolve_goal("/data/goal.png", tmp_path) == Path("/data/goal.png")
+    assert resolve_goal("captures/goal.png", tmp_path) == Path("captures/goal.png")
+    with pytest.raises(GoalImageError, match="no goal image given"):
+        resolve_goal("", tmp_path)
+
+
+def _message(image: np.ndarray, encoding: str, padding: int = 0) -> Image:
+    height, width = image.shape[:2]
+    rows = np.zeros((height, width * 3 + padding), np.uint8)
+    rows[:, : width * 3] = image.reshape(height, -1)
+    msg = Image(height=height, width=width, encoding=encoding, step=width * 3 + padding)
+    msg.data = rows.tobytes()
+    return msg
+
+
+def test_image_messages_decode_to_rgb():
+    rgb = random_image(np.random.default_rng(3), 5, 7)
+    np.testing.assert_array_equal(image_from_msg(_message(rgb, "rgb8")), rgb)
+    np.testing.assert_array_equal(image_from_msg(_message(rgb, "rgb8", padding=3)), rgb)
+    np.testing.assert_array_equal(image_from_msg(_message(rgb[..., ::-1].copy(), "bgr8")), rgb)
+    with pytest.raises(ValueError, match="mono8"):
+        image_from_msg(_message(rgb, "mono8"))
+    truncated = _message(rgb, "rgb8")
+    truncated.height = 9
+    with pytest.raises(ValueError, match="bytes"):
+        image_from_msg(truncated)
