@@ -231,6 +231,18 @@ def test_same_seed_same_batches_other_seed_other_batches(tagged):
     assert not all(np.array_equal(x["observations"], y["observations"]) for x, y in zip(a, c))
 
 
+def test_decoded_frame_cache_changes_nothing_but_speed(tagged):
+    def batches(cache_mb):
+        config = _config(tagged, buffer_episodes=3, refresh_per_batch=0.5, decoded_cache_mb=cache_mb)
+        with BridgeLoader(config, batch_size=32, seed=6) as loader:
+            out = [loader.next_batch() for _ in range(6)]
+            return out, loader.metrics()["data/decoded_cache_mb"]
+
+    (cached, used), (uncached, unused) = batches(64), batches(0)
+    assert used > 0 and unused == 0
+    assert all(np.array_equal(x[k], y[k]) for x, y in zip(cached, uncached) for k in BATCH_KEYS)
+
+
 @pytest.mark.parametrize("buffer_episodes", [2, 16])  # streaming (epochs wrap, refresh) and whole split held
 def test_state_dict_resume_gives_identical_batches(tagged, buffer_episodes):
     config = _config(tagged, buffer_episodes=buffer_episodes, refresh_per_batch=1.5)

@@ -55,6 +55,7 @@ def get_config() -> dict:
         drop_first_zero_action=True,  # drop step 0 when its action has no motion (the release's null action)
         skip_bad=False,  # skip and count corrupt episodes (data/skipped_*) instead of stopping with an error
         decode_threads=2,  # threads decoding a batch's JPEGs (OpenCV releases the GIL)
+        decoded_cache_mb=1024,  # keep decoded, resized frames of buffered episodes up to this size (0 = off)
         stats_cache_dir="",  # where action stats are cached when the data dir is read-only ("" = ~/.cache/mqe)
         goals=goal_sampling.get_config(),  # value goal / waypoint / actor goal sampling, shared by all datasets
     )
@@ -100,6 +101,7 @@ class Episode:
     images: list[bytes]
     actions: np.ndarray  # float32 [T, 7]; the last row is not a transition
     first_step: int = 0  # stored index of images[0] (1 when the null first action was dropped)
+    frames: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)  # decoded + resized, by step
 
     def __len__(self) -> int:
         return len(self.images)
@@ -254,6 +256,7 @@ class BridgeLoader:
         self._batches = 0
         self._holds_everything = False
         self._flat = None
+        self._cache_bytes = 0
         self._fill()
 
     # --- public properties -----------------------------------------------------------------
@@ -280,6 +283,7 @@ class BridgeLoader:
         metrics["data/epoch"] = float(self._stream.epoch)
         metrics["data/buffer_episodes"] = float(len(self._buffer))
         metrics["data/buffer_transitions"] = float(sum(len(e) - 1 for e in self._buffer))
+        metrics["data/decoded_cache_mb"] = self._cache_bytes / 2**20
         return metrics
 
     # --- action statistics ------------------------------------------------------------------
@@ -316,17 +320,24 @@ class BridgeLoader:
         while self._refresh_accumulator >= 1.0:
             self._refresh_accumulator -= 1.0
             victim = int(self._rng.integers(len(self._buffer)))
-            self._buffer[victim] = self._normalized(self._stream.next())
-            self._flat = None
+            self._replace(victim, self._normalized(self._stream.next()))
 
     def _evict(self, ref: EpisodeRef) -> None:
         position = next(i for i, episode in enumerate(self._buffer) if episode.ref == ref)
         if self._holds_everything:
-            del self._buffer[position]
+            self._replace(position, None)
             if not self._buffer:
                 raise ValueError(f"{self._source.path}: every episode of split {self._split!r} is bad")
         else:
-            self._buffer[position] = self._normalized(self._stream.next())
+            self._replace(position, self._normalized(self._stream.next()))
+
+    def _replace(self, position: int, episode: Episode | None) -> None:
+        """Put `episode` at `position` of the buffer (None: remove it), releasing the old one's frames."""
+        self._cache_bytes -= sum(frame.nbytes for frame in self._buffer[position].frames.values())
+        if episode is None:
+            del self._buffer[position]
+        else:
+            self._buffer[position] = episode
         self._flat = None
 
     def _flat_view(self):
@@ -351,10 +362,19 @@ class BridgeLoader:
         unique, inverse = np.unique(indices, return_inverse=True)
         episodes = np.searchsorted(starts, unique, side="right") - 1
         jobs = [(self._buffer[e], int(i - starts[e])) for e, i in zip(episodes, unique)]
+        missing = [job for job in jobs if job[1] not in job[0].frames]
         if self._pool is not None:
-            frames = list(self._pool.map(lambda job: self._decode(*job), jobs))
+            decoded = list(self._pool.map(lambda job: self._decode(*job), missing))
         else:
-            frames = [self._decode(*job) for job in jobs]
+            decoded = [self._decode(*job) for job in missing]
+        budget = self._config["decoded_cache_mb"] * 2**20
+        fresh = {}
+        for (episode, step), frame in zip(missing, decoded):
+            fresh[(id(episode), step)] = frame
+            if self._cache_bytes + frame.nbytes <= budget:  # cached frames are identical to fresh ones
+                episode.frames[step] = frame
+                self._cache_bytes += frame.nbytes
+        frames = [episode.frames.get(step, fresh.get((id(episode), step))) for episode, step in jobs]
         return np.stack(frames)[inverse.reshape(-1)]
 
     def _sample(self) -> dict[str, np.ndarray]:
@@ -422,6 +442,7 @@ class BridgeLoader:
             buffer.append(self._normalized(process_episode(raw, self._config)))
         self._buffer = buffer
         self._flat = None
+        self._cache_bytes = 0
         self._rng.bit_generator.state = json.loads(state["rng"])
         self._stream.load_state_dict(state["stream"])
         self._holds_everything = bool(state["holds_everything"])
