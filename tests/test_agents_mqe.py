@@ -261,5 +261,9 @@ def test_config_validation():
     config["alpah"] = 1.0
     with pytest.raises(ValueError, match="alpah"):
         make_agent("mqe", config, ("state", 3), 2)
+    config = tiny_config()
+    config["goal_sampling"]["value_p_randomgoal"] = 0.3
+    with pytest.raises(ValueError, match="value_p_randomgoal"):
+        make_agent("mqe", config, ("state", 3), 2)
     with pytest.raises(ValueError, match="unknown agent"):
         get_config("sac")

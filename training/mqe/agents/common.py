@@ -47,7 +47,9 @@ class GoalConditionedActor(nn.Module):
         return self.deterministic(self.mean(self.trunk(observations), goal_features))
 
     def std_metric(self) -> torch.Tensor:
-        return torch.ones(()) if self.log_std is None else self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp().mean()
+        if self.log_std is None:
+            return self.mean_net.net[0].weight.new_ones(())  # on the agent's device, like the other metrics
+        return self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp().mean()
 
 
 def detached_call(module: nn.Module, *args: torch.Tensor) -> torch.Tensor:

@@ -107,6 +107,12 @@ class MQEAgent(Agent):
         self.components = config["mrn_components"]
         self.critic = MQECritic(config, self.observation_spec, action_dim)
         self.actor = GoalConditionedActor(config, self.observation_spec, action_dim)
+        sampling = config["goal_sampling"]
+        if sampling["value_p_curgoal"] or sampling["value_p_randomgoal"]:
+            raise ValueError(
+                "mqe config goal_sampling: value goals must come from the trajectory (value_p_curgoal and "
+                "value_p_randomgoal 0): the backup target d(w, g) + k' assumes the waypoint lies between s and g"
+            )
         if config["invariance"] not in ("diagonal", "all_pairs"):
             raise ValueError(f"mqe config invariance: expected 'diagonal' or 'all_pairs', got {config['invariance']!r}")
 
@@ -120,12 +126,13 @@ class MQEAgent(Agent):
             target = pairwise_mrn_distance(psi_w, psi_g, self.components) - waypoint_steps[:, None] * math.log(self.gamma)
         loss = diagonal_and_all_pairs_mean(backup_pair_loss(distance, target, self.config["loss_linear_threshold"]))
         diagonal = distance.diagonal(dim1=-2, dim2=-1)
+        batch = distance.shape[-1]
+        off_diagonal = (distance.sum((-2, -1)) - diagonal.sum(-1)) / max(batch * (batch - 1), 1)
         return loss, {
             "critic/loss": loss,
             "critic/distance": diagonal.mean(),
             "critic/target": target.diagonal(dim1=-2, dim2=-1).mean(),
-            "critic/distance_offdiagonal": (distance.sum((-2, -1)) - diagonal.sum(-1)).mean()
-            / max(distance.shape[-1] * (distance.shape[-1] - 1), 1),
+            "critic/distance_offdiagonal": off_diagonal.mean(),
             "critic/steps_to_goal": diagonal.mean() / -math.log(self.gamma),
         }
 
