@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from widowx_bridge.control import pose_from_state, state_from_pose
+from widowx_bridge import kinematics
 from widowx_bridge.kinematics import (
-    MODELS, forward_kinematics, get_model, inverse_kinematics, reachable_pose, within_limits,
+    MODELS, allows_branch_change, forward_kinematics, get_model, inverse_kinematics, reachable_pose, within_limits,
 )
 
 MODEL_NAMES = sorted(MODELS)
@@ -108,3 +109,21 @@ def test_state_pose_round_trip():
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(ValueError, match="robot_model: unknown arm 'px100'"):
         get_model("px100")
+
+
+def test_only_slow_moves_may_change_ik_branch():
+    model = get_model("wx250s")
+    assert model.velocity_limit == pytest.approx(math.pi, rel=0.01)  # 131 x 0.229 rpm
+    assert not allows_branch_change(model, 0.2)  # a 5 Hz control step: current-joint seed only
+    assert allows_branch_change(model, 2.0)  # the reset move may also use the default guesses
+
+
+def test_reach_check_rejects_far_wrists_without_iterating(monkeypatch):
+    model = get_model("wx250s")
+    calls = []
+    original = kinematics.mr.IKinSpace
+    monkeypatch.setattr(kinematics.mr, "IKinSpace", lambda *a: calls.append(1) or original(*a))
+    assert inverse_kinematics(model, pose_from_state([0.45, 0.25, 0.18 + 0.3, 0, 0, 0])) is None
+    assert calls == []
+    home = forward_kinematics(model, np.zeros(6))  # fully stretched: exactly at the reach limit
+    assert inverse_kinematics(model, home, seed=np.zeros(6)) is not None

@@ -190,7 +190,8 @@ def main(args=None):
     finally:
         if node is not None:
             node.destroy_node()
-        rclpy.try_shutdown()
+        if rclpy.ok():  # the interbotix backend's robot_shutdown may already have shut it down
+            rclpy.shutdown()
 
 
 if __name__ == "__main__":

@@ -165,7 +165,8 @@ def main(args=None):
     finally:
         if node is not None:
             node.destroy_node()
-        rclpy.try_shutdown()
+        if rclpy.ok():
+            rclpy.shutdown()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ about the approach axis is kept. The 6-DOF wx250s reaches every orientation in i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import modern_robotics as mr
@@ -110,23 +111,43 @@ def _wrap_into_limits(model: ArmModel, joints: np.ndarray) -> np.ndarray:
     return np.where(wrapped > model.upper_limits, wrapped - 2 * np.pi, wrapped)
 
 
-def _initial_guesses(model: ArmModel, seed: np.ndarray | None) -> list[np.ndarray]:
-    """The caller's seed (normally the current joints) first, then Interbotix's fallbacks."""
+def _initial_guesses(model: ArmModel, seed: np.ndarray | None, default_guesses: bool) -> list[np.ndarray]:
+    """The caller's seed (normally the current joints) first, then Interbotix's default guesses."""
     guesses = [] if seed is None else [np.asarray(seed, np.float64)]
-    for waist in (0.0, math.radians(-120), math.radians(120)):
-        guess = np.zeros(model.dof)
-        guess[0] = waist
-        guesses.append(guess)
+    if default_guesses or seed is None:
+        for waist in (0.0, math.radians(-120), math.radians(120)):
+            guess = np.zeros(model.dof)
+            guess[0] = waist
+            guesses.append(guess)
     return guesses
 
 
+@functools.lru_cache(maxsize=None)
+def _reach(model_name: str) -> tuple[np.ndarray, float, float]:
+    """(shoulder pivot, longest shoulder-to-wrist distance, wrist-to-gripper offset), all read off
+    the screw axes: the pitch joints (axis +y) pass through q = (v_z, 0, -v_x)."""
+    model = MODELS[model_name]
+    pivots = [np.array([axis[5], 0.0, -axis[3]]) for axis in model.screw_axes.T if np.allclose(axis[:3], [0, 1, 0])]
+    shoulder, elbow, wrist = pivots
+    longest = float(np.linalg.norm(elbow - shoulder) + np.linalg.norm(wrist - elbow))
+    return shoulder, longest, float(model.home_ee_pose[0, 3] - wrist[0])
+
+
 def inverse_kinematics(model: ArmModel, pose: np.ndarray, seed: np.ndarray | None = None,
-                       position_tolerance: float = 1e-3, orientation_tolerance: float = 1e-3) -> np.ndarray | None:
-    """Joint positions reaching `pose` within the tolerances and the joint limits, or None."""
+                       default_guesses: bool = True, position_tolerance: float = 1e-3,
+                       orientation_tolerance: float = 1e-3) -> np.ndarray | None:
+    """Joint positions reaching `pose` within the tolerances and the joint limits, or None.
+
+    Tries modern-robotics' IKinSpace from `seed` and, if `default_guesses` (or without a seed),
+    from Interbotix's default guesses. Wrist positions beyond the arm's reach fail at once."""
     pose = np.asarray(pose, np.float64)
     if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
         return None
-    for guess in _initial_guesses(model, seed):
+    shoulder, longest, tool_offset = _reach(model.name)
+    wrist = pose[:3, 3] - tool_offset * pose[:3, 0]
+    if np.linalg.norm(wrist - shoulder) > longest + position_tolerance:
+        return None
+    for guess in _initial_guesses(model, seed, default_guesses):
         joints, converged = mr.IKinSpace(model.screw_axes, model.home_ee_pose, pose, guess,
                                          orientation_tolerance, position_tolerance)
         if not converged:
@@ -135,6 +156,13 @@ def inverse_kinematics(model: ArmModel, pose: np.ndarray, seed: np.ndarray | Non
         if within_limits(model, joints):
             return joints
     return None
+
+
+def allows_branch_change(model: ArmModel, moving_time: float) -> bool:
+    """Whether a move of `moving_time` s may swing a joint by half a turn within the velocity
+    limit. Only such slow moves (reset, home) try IK's default guesses: for a 0.2 s control step a
+    solution away from the current joints would be refused anyway, and each failed guess costs ~10 ms."""
+    return model.velocity_limit * moving_time >= math.pi
 
 
 def reachable_pose(model: ArmModel, pose: np.ndarray) -> np.ndarray:

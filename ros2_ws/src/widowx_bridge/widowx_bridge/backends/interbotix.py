@@ -6,8 +6,8 @@ lazily in `startup`, so this module imports anywhere. The xs_sdk driver must alr
 
 Nothing here blocks the 5 Hz control loop: poses go out with blocking=False, the gripper with
 delay=0 (Interbotix's grasp/release sleep 1 s by default). IK is Interbotix's own (modern-robotics
-IKinSpace), seeded with the current joint commands and, if that does not converge (e.g. from the
-folded sleep pose), with Interbotix's default guesses. Interbotix refuses any solution that would
+IKinSpace), seeded with the current joint commands and, for slow moves such as the reset from the
+folded sleep pose, also with Interbotix's default guesses (kinematics.allows_branch_change). Interbotix refuses any solution that would
 exceed the joint velocity limits over moving_time, so a jump to another IK branch is refused, not
 executed.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from widowx_bridge.backends.base import ArmBackend
-from widowx_bridge.kinematics import get_model
+from widowx_bridge.kinematics import allows_branch_change, get_model
 
 # accel_time as a fraction of moving_time; Interbotix requires accel_time <= moving_time / 2
 _ACCEL_FRACTION = 0.5
@@ -70,7 +70,10 @@ class InterbotixArmBackend(ArmBackend):
             # the new one, so a slow reset after fast steps would be refused: set it first.
             arm.set_trajectory_time(moving_time=moving_time, accel_time=moving_time * _ACCEL_FRACTION)
             self._moving_time = moving_time
-        for guess in (list(arm.get_joint_commands()), None):
+        guesses = [list(arm.get_joint_commands())]
+        if allows_branch_change(self.model, moving_time):
+            guesses.append(None)  # None = Interbotix's own default guesses
+        for guess in guesses:
             _, success = arm.set_ee_pose_matrix(
                 np.asarray(pose, np.float64), custom_guess=guess, execute=True,
                 moving_time=moving_time, accel_time=moving_time * _ACCEL_FRACTION, blocking=False,

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from widowx_bridge.backends.base import ArmBackend
-from widowx_bridge.kinematics import forward_kinematics, get_model, inverse_kinematics
+from widowx_bridge.kinematics import allows_branch_change, forward_kinematics, get_model, inverse_kinematics
 
 
 class SimArmBackend(ArmBackend):
@@ -35,7 +35,8 @@ class SimArmBackend(ArmBackend):
         with self._lock:
             if not self.torque_enabled:
                 return False
-            joints = inverse_kinematics(self.model, pose, seed=self._joints)
+            joints = inverse_kinematics(self.model, pose, seed=self._joints,
+                                        default_guesses=allows_branch_change(self.model, moving_time))
             if joints is None or np.abs(joints - self._joints).max() > self.model.velocity_limit * moving_time:
                 return False
             self._joints = joints
