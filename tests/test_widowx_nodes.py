@@ -271,3 +271,13 @@ def test_arm_node_main_runs_as_a_process_and_stops_cleanly(ros):
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=20)
     assert process.returncode == 0, output
+
+
+def test_camera_node_refuses_to_start_with_one_clear_line(tmp_path):
+    missing = tmp_path / "no_such_folder"
+    result = subprocess.run(
+        [sys.executable, "-m", "widowx_bridge.camera_node", "--ros-args", "-p", "source:=replay",
+         "-p", f"replay_path:={missing}"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"camera_node: replay: path '{missing}' does not exist" in result.stderr
+    assert "Traceback" not in result.stderr

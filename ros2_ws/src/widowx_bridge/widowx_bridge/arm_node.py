@@ -7,6 +7,7 @@ in-process with `ArmNode(parameter_overrides={"backend": "sim"})` or run `arm_no
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -179,12 +180,15 @@ def quaternion_from_rotation(rotation: np.ndarray) -> np.ndarray:
     return q / np.linalg.norm(q)
 
 
-def main(args=None):
+def main(args=None) -> int:
     rclpy.init(args=args)
     node = None
     try:
         node = ArmNode()
         rclpy.spin(node)
+    except (RuntimeError, ValueError) as error:  # bad parameters, no Interbotix stack: one clear line
+        print(f"arm_node: {error}", file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -192,7 +196,8 @@ def main(args=None):
             node.destroy_node()
         if rclpy.ok():  # the interbotix backend's robot_shutdown may already have shut it down
             rclpy.shutdown()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

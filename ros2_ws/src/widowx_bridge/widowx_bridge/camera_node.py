@@ -9,6 +9,7 @@ the arm's commanded pose, which this node receives on topics.ARM_COMMANDED_POSE/
 from __future__ import annotations
 
 import array
+import sys
 import threading
 import time
 
@@ -25,7 +26,7 @@ from std_msgs.msg import Float32
 from mqe.contract import check_rgb_image
 
 from widowx_bridge import topics
-from widowx_bridge.camera_sources import BadFrame, CameraSource, make_source
+from widowx_bridge.camera_sources import BadFrame, CameraSource, CameraSourceError, make_source
 from widowx_bridge.control import ControlConfig
 from widowx_bridge.params import as_parameter_list, declare_all
 
@@ -74,6 +75,7 @@ class CameraNode(Node):
         self.published = 0
         self.dropped_bad = 0
         self.missed = 0
+        self.source_errors = 0
         self.last_error = ""
         self._window = (time.monotonic(), 0)
         self.create_timer(1.0 / p["status_rate_hz"], self._publish_status)
@@ -107,6 +109,12 @@ class CameraNode(Node):
                 self.last_error = str(error)
                 self.get_logger().warning(f"dropped frame: {error}", throttle_duration_sec=2.0)
                 continue
+            except Exception as error:  # a driver error must not kill the capture thread silently
+                self.source_errors += 1
+                self.last_error = f"{type(error).__name__}: {error}"
+                self.get_logger().error(f"camera source error: {self.last_error}", throttle_duration_sec=2.0)
+                self._stop.wait(0.1)
+                continue
             if self._stop.is_set() or not self.context.ok():
                 break
             self.image_publisher.publish(self._to_message(frame))
@@ -134,7 +142,8 @@ class CameraNode(Node):
         status.message = f"{rate:.1f} Hz" if healthy else f"low frame rate {rate:.1f} Hz (expected {self.source.rate_hz:g})"
         status.values = [KeyValue(key=k, value=str(v)) for k, v in [
             ("source", self.source.name), ("rate_hz", f"{rate:.2f}"), ("published", self.published),
-            ("dropped_bad", self.dropped_bad), ("missed", self.missed), ("reconnects", self.source.reconnects),
+            ("dropped_bad", self.dropped_bad), ("missed", self.missed), ("source_errors", self.source_errors),
+            ("reconnects", self.source.reconnects),
             ("last_error", self.last_error)]]
         self.status_publisher.publish(status)
 
@@ -154,12 +163,15 @@ def image_from_message(message: Image) -> np.ndarray:
     return rows[:, : message.width * 3].reshape(message.height, message.width, 3)
 
 
-def main(args=None):
+def main(args=None) -> int:
     rclpy.init(args=args)
     node = None
     try:
         node = CameraNode()
         rclpy.spin(node)
+    except (CameraSourceError, ValueError) as error:  # bad parameters or no camera: one clear line
+        print(f"camera_node: {error}", file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -167,7 +179,8 @@ def main(args=None):
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
