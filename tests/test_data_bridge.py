@@ -132,6 +132,18 @@ def test_source_refuses_bad_camera_and_missing_dir(hand_made, tmp_path):
         write_bridge_dataset(path.parent.parent, {"train": []}, image_size=SIZE)
 
 
+def test_mismatched_feature_spec_is_refused_naming_features_json(synthetic, tmp_path):
+    path = tmp_path / "bridge_dataset" / "1.0.0"
+    shutil.copytree(synthetic, path)
+    spec = json.loads((path / "features.json").read_text())
+    observation = spec["featuresDict"]["features"]["steps"]["sequence"]["feature"]["featuresDict"]["features"][
+        "observation"]["featuresDict"]["features"]
+    observation["state"]["tensor"]["shape"]["dimensions"] = ["8"]
+    (path / "features.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match=r"features.json: steps/observation/state has shape \(8,\), expected \(7,\)"):
+        BridgeSource(path)
+
+
 def _loader_config(path, skip_bad=False):
     config = get_config()
     config.update(data_dir=str(path), image_size=32, skip_bad=skip_bad, buffer_episodes=16, decode_threads=1)
