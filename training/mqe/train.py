@@ -37,6 +37,7 @@ The loop itself is dataset-agnostic and reused by the OGBench benchmark on in-me
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -81,7 +82,6 @@ def get_config() -> dict:
     """Bridge training defaults; every key can be overridden with --set key=value."""
     from mqe.agents import get_config as get_agent_config
     from mqe.data.augment import get_config as get_augment_config
-    from mqe.data.loader import get_config as get_loader_config
 
     return dict(
         agent_name="mqe",  # agent to train: mqe | gcbc | gciql | qrl
@@ -90,10 +90,24 @@ def get_config() -> dict:
         workdir="runs/mqe_bridge",  # run directory: config, metrics, TensorBoard, checkpoints
         control_rate_hz=contract.DEFAULT_CONTROL_RATE_HZ,  # robot control rate written into the export
         **get_fit_config(),
-        data=get_loader_config(),  # BridgeData V2 loader (mqe.data.loader), incl. goal sampling
+        data=_loader_config_without_goals(),  # BridgeData V2 loader (mqe.data.loader); goals come from agent.goal_sampling
         agent=get_agent_config("mqe"),  # agent hyperparameters (mqe.agents.<agent_name>)
         augment=get_augment_config(),  # image augmentation (mqe.data.augment)
     )
+
+
+def _loader_config_without_goals() -> dict:
+    from mqe.data.loader import get_config as get_loader_config
+
+    config = get_loader_config()
+    # One source of truth: the agent's goal_sampling (its gamma is also the critic's discount).
+    del config["goals"]
+    return config
+
+
+def loader_config(config: Mapping) -> dict:
+    """The loader's config: data.* plus the agent's goal sampling."""
+    return {**config["data"], "goals": dict(config["agent"]["goal_sampling"])}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,6 +212,15 @@ def validate(agent: nn.Module, source: BatchSource, batches: int, device: torch.
 # ---------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------
+def parameter_digest(module: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer, in state_dict order: equal digests = equal weights."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _gather(obj: Any) -> list:
     if not _distributed():
         return [obj]
@@ -269,7 +292,11 @@ def fit(
             "loader": train_source.state_dict(),
             "val_loader": val_source.state_dict() if val_source is not None else None,
         }
+        rank_state["parameter_digest"] = parameter_digest(agent)
         ranks = _gather(rank_state)  # collective: every rank takes part
+        digests = {r["parameter_digest"] for r in ranks}
+        if len(digests) > 1:
+            raise RuntimeError(f"step {step}: the {world_size} ranks hold different parameters ({sorted(digests)})")
         if is_main and workdir is not None:
             state = {
                 "step": step,
@@ -398,10 +425,11 @@ def train(config: dict, resume: str = "auto") -> Path:
     seed = int(config["seed"])
     seed_everything(seed + rank)
 
-    train_loader = BridgeLoader(config["data"], "train", config["batch_size"], seed, rank, world_size)
+    data_config = loader_config(config)
+    train_loader = BridgeLoader(data_config, data_config["train_split"], config["batch_size"], seed, rank, world_size)
     val_loader = None
     if rank == 0 and config["val_every"]:
-        val_loader = BridgeLoader(config["data"], "val", config["batch_size"], seed + 1, 0, 1)
+        val_loader = BridgeLoader(data_config, data_config["val_split"], config["batch_size"], seed + 1, 0, 1)
     observation_spec = ("image", int(train_loader.image_size))
     agent = make_agent(config["agent_name"], config["agent"], observation_spec, contract.ACTION_DIM)
     meta = {
@@ -428,6 +456,9 @@ def train(config: dict, resume: str = "auto") -> Path:
         fit(agent, train_loader, config, workdir, val_source=val_loader, transform=augment, meta=meta,
             device=device, resume=resume != "never")
     finally:
+        for loader in (train_loader, val_loader):
+            if loader is not None:
+                loader.close()
         if dist.is_initialized():
             dist.destroy_process_group()
     return workdir
