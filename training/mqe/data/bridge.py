@@ -188,7 +188,7 @@ def _builder_class():
     import tensorflow_datasets as tfds
 
     class BridgeDataset(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-        """`bridge_dataset` 1.0.0, generated from in-memory episode iterables (one per split)."""
+        """`bridge_dataset` 1.0.0 (TFDS names it after the class), fed by episode iterables per split."""
 
         VERSION = tfds.core.Version(DATASET_VERSION)
         RELEASE_NOTES = {DATASET_VERSION: "BridgeData V2 layout."}
@@ -215,7 +215,6 @@ def _builder_class():
             for index, episode in enumerate(episodes):
                 yield f"{index:08d}", episode
 
-    BridgeDataset.__name__ = BridgeDataset.__qualname__ = "BridgeDataset"  # TFDS derives the name from it
     return BridgeDataset
 
 
@@ -473,12 +472,3 @@ class BridgeSource:
         except BadEpisodeError as error:
             yield BadEpisodeError(error.kind, f"{shard} episode {index} ({error.where})", str(error).split(": ", 1)[1])
 
-
-def describe_dataset(path: str | os.PathLike) -> dict:
-    """A small summary (splits, episode counts, shards) for logs and the CLI."""
-    source = BridgeSource(path)
-    return {
-        "path": str(source.path),
-        "splits": {split: {"episodes": source.num_episodes(split), "shards": len(source.shards(split))} for split in source.splits},
-        "image_shape": list(source.image_shape),
-    }

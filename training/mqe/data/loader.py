@@ -27,7 +27,7 @@ import logging
 
 import numpy as np
 
-from mqe.contract import ACTION_DIM, GRIPPER_INDEX, ActionStats, resize_for_policy
+from mqe.contract import GRIPPER_INDEX, ActionStats, resize_for_policy
 from mqe.data import goal_sampling
 from mqe.data.action_stats import compute_action_stats, load_or_compute_action_stats, stats_fingerprint
 from mqe.data.batch import assemble_batch
