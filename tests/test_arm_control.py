@@ -228,3 +228,13 @@ def test_property_commanded_poses_stay_in_workspace_and_steps_in_clip(sequence):
         previous = pose.copy()
     counters = controller.counters
     assert counters.applied + counters.rejected + counters.ik_failures == len(sequence)
+
+
+def test_five_dof_arm_keeps_yaw_about_a_downward_gripper_and_drops_sideways_tilt():
+    controller, backend = make_controller("wx250")
+    start = controller.commanded_pose.copy()
+    assert controller.apply_action([0, 0, 0, 0, 0, 0.2, 1.0], now=0.0).status == "applied"  # dyaw: wrist rotate
+    np.testing.assert_allclose(controller.commanded_pose[:3, :3], rotation_from_rpy(0, 0, 0.2) @ start[:3, :3], atol=1e-12)
+    assert controller.apply_action([0, 0, 0, 0.2, 0, 0, 1.0], now=STEP).status == "applied"  # droll at y = 0: sideways
+    np.testing.assert_allclose(controller.commanded_pose[:3, 0], [0, 0, -1], atol=1e-12)  # still pointing down
+    np.testing.assert_allclose(forward_kinematics(backend.model, backend.joint_positions()), controller.commanded_pose, atol=3e-3)

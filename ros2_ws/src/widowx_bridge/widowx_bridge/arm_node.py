@@ -106,6 +106,9 @@ class ArmNode(Node):
             self.get_logger().warning(result.message, throttle_duration_sec=1.0)
         elif result.status == "parked":
             self.get_logger().warning("action ignored: arm is parked; call the reset service", throttle_duration_sec=5.0)
+        elif result.status == "rate_limited":
+            self.get_logger().warning("actions arrive faster than min_action_interval; extra ones are dropped",
+                                      throttle_duration_sec=5.0)
         self._publish_state()
 
     def _on_timer(self) -> None:
