@@ -107,8 +107,9 @@ def test_streaming_reader_matches_tfds(hand_made):
     source = BridgeSource(path)
     by_id = {w[0]["episode_metadata"]["episode_id"]: w for w in written}
     builder = tfds.builder_from_directory(str(path))
-    tfds_images = {int(e["episode_metadata"]["episode_id"]): [s["observation"]["image_0"] for s in e["steps"]]
-                   for e in tfds.as_numpy(builder.as_dataset(split="train"))}
+    skip = {"steps": {"observation": {"image_0": tfds.decode.SkipDecoding()}}}
+    tfds_jpegs = {int(e["episode_metadata"]["episode_id"]): [s["observation"]["image_0"] for s in e["steps"]]
+                  for e in tfds.as_numpy(builder.as_dataset(split="train", decoders=skip))}
     raws = []
     for shard in source.shards("train"):
         raws += [source.read(ref) for ref, _ in source.iter_shard(shard)]
@@ -117,9 +118,9 @@ def test_streaming_reader_matches_tfds(hand_made):
         # episode_id is not read by the loader; match episodes by their (unique) states
         match = next(w for w in by_id.values() if np.array_equal(w[1], raw.states))
         assert np.array_equal(raw.actions, match[2]) and raw.has_camera
-        expected = tfds_images[match[0]["episode_metadata"]["episode_id"]]
+        assert raw.images == tfds_jpegs[match[0]["episode_metadata"]["episode_id"]]  # what SkipDecoding gives
         for t, data in enumerate(raw.images):
-            assert np.array_equal(decode_jpeg(data, "test"), expected[t])  # same JPEG bytes, same decoder family
+            assert np.abs(decode_jpeg(data, "test").astype(int) - match[3][t].astype(int)).mean() < 6
 
 
 def test_source_refuses_bad_camera_and_missing_dir(hand_made, tmp_path):
