@@ -358,7 +358,7 @@ def _float_feature(features, key: str, where: str, length: int, width: int) -> n
 
 def looks_like_jpeg(data: bytes) -> bool:
     """Cheap check without decoding: JPEG start-of-image marker and an end-of-image marker near the end."""
-    return data[:2] == b"\xff\xd8" and b"\xff\xd9" in data[-16:]
+    return data[:2] == b"\xff\xd8" and b"\xff\xd9" in data[-64:]  # some encoders pad after EOI
 
 
 def parse_episode(payload: bytes, ref: EpisodeRef, camera: str) -> RawEpisode:

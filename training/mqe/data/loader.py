@@ -168,7 +168,7 @@ class _EpisodeStream:
         if self._kept_this_epoch == 0:
             raise ValueError(
                 f"{self._source.path}: rank {self._rank} of {self._world_size} found no usable episode in "
-                f"shards {self._shards} (see data/skipped_* counters)"
+                f"shards {self._shards}: all were bad or had has_{self._config['camera']} = False ({self._counters})"
             )
         self.epoch += 1
         self._cursor = self._seen = self._kept_this_epoch = 0
