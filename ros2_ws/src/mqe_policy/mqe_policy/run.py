@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                     pass
             except KeyboardInterrupt:
                 pass
-    except ValueError as error:  # SystemArgumentError, PolicyArtifactError, GoalImageError, bad parameters
+    except (ValueError, RuntimeError) as error:  # bad arguments or parameters, PolicyArtifactError,
+        # GoalImageError, a camera that cannot open (widowx_bridge.camera_sources.CameraSourceError)
         print(f"mqe-run: refusing to start: {error}", file=sys.stderr)
         return 2
     finally:

@@ -59,12 +59,15 @@ def default_goal_dir() -> Path:
 def config_dir(package: str = PACKAGE) -> Path:
     """A package's config/ directory: its installed share directory under ROS, else the source tree
     (editable installs next to this package in ros2_ws/src)."""
+    source = _SOURCE_ROOT.parent / package / "config"
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
+    except ImportError:
+        return source
+    try:
         return Path(get_package_share_directory(package)) / "config"
-    except (ImportError, PackageNotFoundError):
-        return _SOURCE_ROOT.parent / package / "config"
+    except (PackageNotFoundError, OSError):  # OSError: no AMENT_PREFIX_PATH, i.e. not a ROS install
+        return source
 
 
 CAMERA_SOURCES = ("realsense", "usb", "replay", "sim")

@@ -1,0 +1,335 @@
+"""THE system test: camera(replay) + sim arm bridge + policy as real rclpy nodes over DDS.
+
+The camera and the arm run in this process; the policy node runs as its own process (so it can be
+killed), exactly as `ros2 run mqe_policy policy_node` starts it. The policy is a real export of a
+random-init agent whose action statistics push every step beyond the arm's clip, so clipping and
+the workspace bounds are exercised on every tick.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float32, String
+from std_srvs.srv import Trigger
+
+from mqe import contract
+from mqe_policy import topics
+from mqe_policy.run import InProcessSystem
+from widowx_bridge import topics as arm_topics
+from widowx_bridge.arm_node import ArmNode
+from widowx_bridge.camera_node import CameraNode
+from widowx_bridge.control import ControlConfig
+from test_policy_artifacts import exported_policy
+from test_runtime import set_metadata
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP = ControlConfig().max_translation_step
+LOW, HIGH = np.array(ControlConfig().workspace_low), np.array(ControlConfig().workspace_high)
+TOL = 1e-6
+
+
+def write_replay_folder(folder: Path, count: int = 40, seed: int = 0) -> Path:
+    """Distinct frames (a looped replay must not repeat pixels between two ticks)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        image = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / f"frame_{index:03d}.png"), image)
+    return folder
+
+
+def write_goal(path: Path) -> Path:
+    cv2.imwrite(str(path), np.random.default_rng(7).integers(0, 256, (240, 320, 3), dtype=np.uint8))
+    return path
+
+
+class Observer(Node):
+    """Everything an operator can see: actions, commanded poses, policy feedback, arm status."""
+
+    def __init__(self, context):
+        super().__init__("system_test_observer", context=context)
+        self.lock = threading.Lock()
+        self.actions: list[tuple[float, float, list[float]]] = []  # (received, stamp, values)
+        self.poses: list[tuple[float, np.ndarray]] = []
+        self.states: list[tuple[float, str]] = []
+        self.reasons: list[tuple[float, str]] = []
+        self.arm_messages: list[tuple[float, str]] = []
+        self.steps: list[float] = []
+        self.policy_diagnostics: list[DiagnosticStatus] = []
+        self.create_subscription(JointState, topics.ACTION, self._on_action, 100)
+        self.create_subscription(PoseStamped, arm_topics.ARM_COMMANDED_POSE, self._on_pose, 100)
+        self.create_subscription(String, topics.STATE, lambda m: self._add(self.states, m.data), 100)
+        self.create_subscription(String, topics.STATE_REASON, lambda m: self._add(self.reasons, m.data), 100)
+        self.create_subscription(DiagnosticStatus, arm_topics.ARM_STATUS, lambda m: self._add(self.arm_messages, m.message), 100)
+        self.create_subscription(Float32, topics.STEPS_TO_GOAL, lambda m: self.steps.append(m.data), 100)
+        self.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics, 10)
+        self.frame_publisher = self.create_publisher(Image, topics.CAMERA_IMAGE, qos_profile_sensor_data)
+        self.trigger_clients = {name: self.create_client(Trigger, name) for name in (topics.START, topics.PAUSE, topics.STOP)}
+
+    def _add(self, series, value):
+        with self.lock:
+            series.append((time.monotonic(), value))
+
+    def _on_action(self, msg: JointState):
+        with self.lock:
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            self.actions.append((time.monotonic(), stamp, list(msg.position)))
+            assert list(msg.name) == list(contract.ACTION_NAMES)
+
+    def _on_pose(self, msg: PoseStamped):
+        p = msg.pose.position
+        self._add(self.poses, np.array([p.x, p.y, p.z]))
+
+    def _on_diagnostics(self, msg: DiagnosticArray):
+        with self.lock:
+            self.policy_diagnostics += [s for s in msg.status if "mqe policy" in s.name]
+
+    def actions_since(self, since: float) -> list:
+        with self.lock:
+            return [a for a in self.actions if a[0] >= since]
+
+    def last(self, series, since: float):
+        with self.lock:
+            values = [value for at, value in series if at >= since]
+        return values[-1] if values else None
+
+    def call(self, name: str, timeout: float = 10.0) -> Trigger.Response:
+        client = self.trigger_clients[name]
+        assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
+        future = client.call_async(Trigger.Request())
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert future.done(), f"service {name} did not answer"
+        return future.result()
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def wild_export(tmp_path_factory):
+    """A real export whose action statistics (baked into the graph) push every step beyond the
+    arm's clip: +x, -y, +z by 0.2 m per step."""
+    from mqe.export import export_agent
+    from test_policy_artifacts import IMAGE_SIZE, tiny_agent
+
+    agent, config = tiny_agent("mqe")
+    stats = contract.ActionStats(mean=(0.2, -0.2, 0.2, 0.0, 0.0, 0.0, 0.5), std=(0.01,) * 6 + (0.5,))
+    return export_agent(agent, tmp_path_factory.mktemp("wild") / "export", image_size=IMAGE_SIZE, camera="image_0",
+                        action_stats=stats, gamma=0.98, control_rate_hz=5.0, training_config=config)
+
+
+def start_policy(export: Path, goal: Path, log: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "mqe_policy.policy_node", "--ros-args",
+               "-p", f"model:={export}", "-p", f"goal:={goal}", "-p", "rate_hz:=5.0", "-p", "threads:=1", *extra]
+    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=dict(os.environ))
+
+
+def test_closed_loop_system_over_dds(tmp_path, wild_export):
+    replay = write_replay_folder(tmp_path / "replay")
+    goal = write_goal(tmp_path / "goal.png")
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    camera_overrides = {"source": "replay", "replay_path": str(replay), "rate_hz": 30.0}
+    camera = CameraNode(parameter_overrides=camera_overrides, context=context)
+    arm = ArmNode(parameter_overrides={"backend": "sim", "robot_model": "wx250s"}, context=context)
+    observer = Observer(context)
+    for node in (camera, arm, observer):
+        executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    policy = start_policy(wild_export, goal, tmp_path / "policy.log")
+    try:
+        # --- 1. closed loop at 5 Hz for >= 10 s --------------------------------------------------
+        wait_for(lambda: len(observer.actions_since(0)) >= 3, 30.0, "the first actions")
+        begin = time.monotonic()
+        time.sleep(10.5)
+        window = [a for a in observer.actions_since(begin) if a[0] <= begin + 10.0]
+        assert 46 <= len(window) <= 52, f"{len(window)} actions in 10 s at 5 Hz"
+        intervals = np.diff([a[0] for a in window])
+        assert np.median(intervals) == pytest.approx(0.2, abs=0.02)
+        for received, stamp, values in window:
+            assert len(values) == 7 and np.all(np.isfinite(values))
+            assert 0.0 <= (time.time() - (time.monotonic() - received)) - stamp < 0.5  # acted on a fresh frame
+        assert np.mean([values[0] for _, _, values in window]) > CLIP  # raw actions exceed the clip
+        with observer.lock:
+            poses = np.array([pose for _, pose in observer.poses])
+        steps = np.abs(np.diff(poses, axis=0))
+        assert steps.max() <= CLIP + TOL, "a commanded step exceeded the clip"
+        assert steps.max() >= CLIP - 1e-3, "the clip was never reached: the test would not show clipping"
+        assert np.all(poses >= LOW - TOL) and np.all(poses <= HIGH + TOL), "a commanded pose left the workspace"
+        counters = arm.controller.counters  # the arm saw clipped steps and out-of-workspace targets
+        assert counters.clipped_steps > 0 and counters.workspace_clips > 0 and counters.rejected == 0
+        assert observer.last(observer.states, begin) == "running"
+        assert len(observer.steps) > 10 and np.all(np.isfinite(observer.steps[-10:]))  # NaN only before the first frame
+        with observer.lock:
+            keys = {value.key for value in observer.policy_diagnostics[-1].values}
+        assert {"steps_to_goal", "latency_ms", "frame_age_s", "rate_hz", "state"} <= keys
+
+        # --- 2. frame-age watchdog: the camera goes away, then comes back ------------------------
+        executor.remove_node(camera)
+        camera.destroy_node()
+        gone = time.monotonic()
+        wait_for(lambda: "camera frame too old" in (observer.last(observer.reasons, gone) or ""), 3.0, "the frame-age hold")
+        assert observer.last(observer.states, gone) == "waiting-for-frames"
+        held = time.monotonic()
+        time.sleep(1.0)
+        assert observer.actions_since(held) == [], "actions published from stale frames"
+        assert "holding" in observer.last(observer.arm_messages, held)
+        camera = CameraNode(parameter_overrides=camera_overrides, context=context)
+        executor.add_node(camera)
+        back = time.monotonic()
+        wait_for(lambda: len(observer.actions_since(back)) >= 3, 5.0, "actions after the camera returned")
+        assert observer.last(observer.states, back) == "running"
+
+        # --- 3. repeated-frame watchdog: a frozen driver republishes one image -------------------
+        executor.remove_node(camera)
+        camera.destroy_node()
+        frozen = Image(height=240, width=320, encoding="rgb8", step=960)
+        frozen.data = np.full((240, 320, 3), 90, np.uint8).tobytes()
+        stop_frozen = threading.Event()
+
+        def publish_frozen():
+            while not stop_frozen.is_set():
+                frozen.header.stamp = observer.get_clock().now().to_msg()
+                observer.frame_publisher.publish(frozen)
+                time.sleep(1 / 30)
+
+        frozen_thread = threading.Thread(target=publish_frozen, daemon=True)
+        frozen_thread.start()
+        started = time.monotonic()
+        wait_for(lambda: "repeated frame" in (observer.last(observer.reasons, started) or ""), 3.0, "the repeated-frame hold")
+        held = time.monotonic()
+        time.sleep(1.0)
+        assert observer.actions_since(held) == [], "actions published from a repeated frame"
+        stop_frozen.set()
+        frozen_thread.join()
+        camera = CameraNode(parameter_overrides=camera_overrides, context=context)
+        executor.add_node(camera)
+        back = time.monotonic()
+        wait_for(lambda: len(observer.actions_since(back)) >= 3, 5.0, "actions after fresh frames returned")
+
+        # --- 4. services: pause and stop hold the arm, start resumes ----------------------------
+        for service, state in ((topics.PAUSE, "paused"), (topics.STOP, "stopped")):
+            response = observer.call(service)
+            assert response.success and response.message.endswith(state)
+            since = time.monotonic()
+            time.sleep(1.2)
+            assert observer.actions_since(since + 0.1) == [], f"actions published while {state}"
+            assert observer.last(observer.states, since) == state
+            assert "holding" in observer.last(observer.arm_messages, since + 1.0)
+            with observer.lock:
+                held_poses = [pose for at, pose in observer.poses if at >= since + 0.1]
+            assert np.ptp(held_poses, axis=0).max() < TOL, f"the arm moved while the policy was {state}"
+            assert observer.call(topics.START).success
+            resumed = time.monotonic()
+            wait_for(lambda: len(observer.actions_since(resumed)) >= 2, 5.0, f"actions after start from {state}")
+
+        # --- 5. killing the policy mid-run leaves the arm holding, not drifting ------------------
+        policy.send_signal(signal.SIGKILL)
+        policy.wait(timeout=10)
+        killed = time.monotonic()
+        time.sleep(1.5)
+        assert observer.actions_since(killed + 0.2) == []
+        assert "holding" in observer.last(observer.arm_messages, killed + 1.0)
+        with observer.lock:
+            after = [pose for at, pose in observer.poses if at >= killed + 0.2]
+        assert len(after) > 5 and np.ptp(after, axis=0).max() < TOL
+    finally:
+        if policy.poll() is None:
+            policy.kill()
+            policy.wait(timeout=10)
+        executor.shutdown(timeout_sec=5)
+        for node in (camera, arm, observer):
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        print((tmp_path / "policy.log").read_text()[-3000:])
+
+
+def run_refusal(*arguments: str) -> tuple[int, list[str]]:
+    result = subprocess.run(
+        [sys.executable, "-m", "mqe_policy.policy_node", "--ros-args", *arguments],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ),
+    )
+    return result.returncode, [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def test_policy_node_refuses_to_start_with_one_line(tmp_path):
+    export = exported_policy("mqe")
+    goal = write_goal(tmp_path / "goal.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    corrupt = Path(shutil.copytree(export, tmp_path / "corrupt"))
+    (corrupt / contract.POLICY_FILE).write_bytes(b"\x08\x01garbage")
+    mismatched = Path(shutil.copytree(export, tmp_path / "mismatched"))
+    set_metadata(mismatched / contract.POLICY_FILE, **{contract.META_ACTION_DIM: "6"})
+    cases = [
+        ((f"model:={tmp_path / 'missing'}", f"goal:={goal}"), "no such policy directory"),
+        ((f"model:={corrupt}", f"goal:={goal}"), "not a loadable ONNX model"),
+        ((f"model:={mismatched}", f"goal:={goal}"), "action is 6-D"),
+        ((f"model:={export}", f"goal:={tmp_path / 'nope.png'}"), "no such file"),
+        ((f"model:={export}", f"goal:={tmp_path / 'empty.png'}"), "file is empty"),
+        ((f"model:={export}", "goal:=text.png", f"goal_dir:={tmp_path}"), "not a readable image"),
+    ]
+    for parameters, expected in cases:
+        args = [word for parameter in parameters for word in ("-p", parameter)]
+        code, lines = run_refusal(*args)
+        assert code == 2, (parameters, lines)
+        assert len(lines) == 1 and lines[0].startswith("policy: refusing to start:") and expected in lines[0], lines
+
+
+def test_mqe_run_brings_up_the_launch_description_in_process(tmp_path):
+    """The runner builds the same nodes as run.launch.py and they close the loop over DDS."""
+    replay = write_replay_folder(tmp_path / "replay", count=40, seed=1)
+    goal = write_goal(tmp_path / "goal.png")
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        arguments = {"goal": str(goal), "model": str(exported_policy("mqe")), "use_sim": "true",
+                     "camera": "replay", "camera_path": str(replay)}
+        with InProcessSystem(arguments, context=context) as running:
+            assert set(running.nodes) == {"camera", "widowx_arm", "policy"}
+            observer = Observer(context)
+            spin = MultiThreadedExecutor(num_threads=2, context=context)
+            spin.add_node(observer)
+            thread = threading.Thread(target=spin.spin, daemon=True)
+            thread.start()
+            try:
+                wait_for(lambda: len(observer.actions_since(0)) >= 5, 20.0, "actions from the in-process system")
+                wait_for(lambda: len(observer.poses) > 3, 5.0, "commanded poses")
+                assert running.nodes["widowx_arm"].controller.counters.applied >= 1
+            finally:
+                spin.shutdown(timeout_sec=5)
+                observer.destroy_node()
+        # a refusal propagates out of the runner's start-up, with nothing left running
+        with pytest.raises(ValueError, match="no such file"):
+            with InProcessSystem({**arguments, "goal": str(tmp_path / "missing.png")}, context=context):
+                pass
+    finally:
+        rclpy.try_shutdown(context=context)
