@@ -13,6 +13,7 @@ import importlib
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Mapping
 
@@ -48,7 +49,8 @@ class InProcessSystem:
     def __enter__(self) -> "InProcessSystem":
         self._tmp = tempfile.TemporaryDirectory(prefix="mqe-run-")
         try:
-            for description in self.descriptions:
+            # Nodes that may refuse to start (the policy) first: a refusal is then the only output.
+            for description in sorted(self.descriptions, key=lambda d: not d.required):
                 # The argument-derived values travel as a params file keyed by node name, exactly
                 # like the dict that launch_ros turns into one.
                 derived = Path(self._tmp.name) / f"{description.name}.yaml"
@@ -75,6 +77,9 @@ class InProcessSystem:
         except ExternalShutdownException:
             pass
 
+    def spinning(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def _destroy_nodes(self) -> None:
         for node in reversed(list(self.nodes.values())):
             node.destroy_node()
@@ -97,23 +102,24 @@ def main(argv: list[str] | None = None) -> int:
         for argument in system.LAUNCH_ARGUMENTS:
             print(f"  {argument.name}:={argument.default!r:12} {argument.description}")
         return 0
+    # name:=value words are ours; anything after --ros-args goes to ROS (e.g. a log level).
+    split = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
     try:
-        arguments = system.parse_cli(argv)
-        rclpy.init()
+        arguments = system.resolve_arguments(system.parse_cli(argv[:split]))
     except system.SystemArgumentError as error:
         print(f"mqe-run: {error}", file=sys.stderr)
         return 2
+    rclpy.init(args=["mqe-run", *argv[split:]])
     try:
         with InProcessSystem(arguments) as running:
             print(f"mqe-run: running {', '.join(running.nodes)}; Ctrl-C stops", file=sys.stderr)
-            stop = threading.Event()
             try:
-                while not stop.wait(0.5) and running._thread.is_alive():
-                    pass
+                while running.spinning():
+                    time.sleep(0.5)
             except KeyboardInterrupt:
                 pass
-    except (ValueError, RuntimeError) as error:  # bad arguments or parameters, PolicyArtifactError,
-        # GoalImageError, a camera that cannot open (widowx_bridge.camera_sources.CameraSourceError)
+    except (ValueError, RuntimeError) as error:  # bad parameters, PolicyArtifactError, GoalImageError,
+        # a camera that cannot open (widowx_bridge.camera_sources.CameraSourceError)
         print(f"mqe-run: refusing to start: {error}", file=sys.stderr)
         return 2
     finally:

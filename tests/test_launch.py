@@ -1,0 +1,171 @@
+"""run.launch.py and mqe-run share mqe_policy.system; these tests keep the three from drifting.
+
+`launch` and `launch_ros` exist only on the robot PC, so the launch file is checked by parsing it.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+import yaml
+from rclpy.node import Node
+
+from mqe_policy import system
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = REPO / "ros2_ws" / "src" / "mqe_policy"
+LAUNCH_FILE = PACKAGE_DIR / "launch" / "run.launch.py"
+ROS_BUILTIN_PARAMETERS = {"use_sim_time", "start_type_description_service"}  # declared by rclpy itself
+ARGUMENT_SETS = [
+    {"goal": "drawer.png", "model": "m"},
+    {"goal": "drawer.png", "model": "m", "use_sim": "true"},
+    {"goal": "drawer.png", "model": "m", "use_sim": "true", "camera": "replay", "camera_path": "frames", "robot_model": "wx250"},
+    {"goal": "drawer.png", "model": "m", "camera": "usb", "camera_path": "/dev/video2", "rate_hz": "10"},
+]
+
+
+def console_scripts(package: str) -> dict[str, str]:
+    """entry_points["console_scripts"] of a package's setup.py, read with ast."""
+    tree = ast.parse((REPO / "ros2_ws" / "src" / package / "setup.py").read_text())
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "setup":
+            entry_points = next(k.value for k in call.keywords if k.arg == "entry_points")
+            scripts = ast.literal_eval(entry_points)["console_scripts"]
+            return dict((part.strip() for part in line.split("=", 1)) for line in scripts)
+    raise AssertionError(f"{package}/setup.py has no setup() call")
+
+
+def test_launch_file_takes_its_arguments_and_nodes_from_the_system_description():
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    imports = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert ("mqe_policy", "system") in imports
+    calls = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            calls.setdefault(node.func.id, []).append(node)
+    attributes = {ast.unparse(node) for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    assert {"system.LAUNCH_ARGUMENTS", "system.describe_nodes", "system.resolve_arguments"} <= attributes
+
+    # Every argument is declared from the description (name, default and description), none by hand.
+    (declare,) = calls["DeclareLaunchArgument"]
+    assert [ast.unparse(arg) for arg in declare.args] == ["argument.name"]
+    keywords = {k.arg: ast.unparse(k.value) for k in declare.keywords}
+    assert keywords == {"default_value": "argument.default", "description": "argument.description"}
+    loops = [c for c in ast.walk(tree) if isinstance(c, ast.comprehension) and ast.unparse(c.iter) == "system.LAUNCH_ARGUMENTS"]
+    assert len(loops) == 2  # the declarations and the values read back at launch time
+
+    # Every node is one of the description's, with its package, executable, name and parameters.
+    (node_call,) = calls["Node"]
+    keywords = {k.arg: ast.unparse(k.value) for k in node_call.keywords}
+    assert keywords["package"] == "node.package" and keywords["executable"] == "node.executable"
+    assert keywords["name"] == "node.name"
+    assert keywords["parameters"] == "[*node.parameter_files, node.parameters]"
+    assert "node.required" in keywords["on_exit"]
+    node_loops = [c for c in ast.walk(tree) if isinstance(c, ast.comprehension) and ast.unparse(c.iter).startswith("system.describe_nodes(")]
+    assert len(node_loops) == 1
+    literals = [c for c in ast.walk(tree) if isinstance(c, ast.Constant) and c.value in ("policy_node", "arm_node", "camera_node")]
+    assert literals == [], "executables are named only in mqe_policy.system"
+
+
+def test_required_arguments_and_defaults():
+    arguments = {a.name: a for a in system.LAUNCH_ARGUMENTS}
+    assert {"goal", "model", "robot_model", "use_sim", "camera", "rate_hz", "params_file"} <= set(arguments)
+    assert arguments["robot_model"].default == "wx250s" and "wx250" in arguments["robot_model"].choices
+    assert arguments["use_sim"].default == "false" and float(arguments["rate_hz"].default) == 5.0
+    assert all(a.description for a in system.LAUNCH_ARGUMENTS)
+
+
+@pytest.mark.parametrize("values", ARGUMENT_SETS)
+def test_every_described_node_exists_as_an_entry_point_and_a_node_class(values):
+    descriptions = system.describe_nodes(system.resolve_arguments(values))
+    assert [d.executable for d in descriptions] == ["camera_node", "arm_node", "policy_node"]
+    for description in descriptions:
+        module_name, class_name = description.node_class.split(":")
+        assert console_scripts(description.package)[description.executable] == f"{module_name}:main"
+        module = importlib.import_module(module_name)
+        node_class = getattr(module, class_name)
+        assert issubclass(node_class, Node)
+        assert module.NODE_NAME == description.name, "YAML sections are keyed by the node's own name"
+        for path in description.parameter_files:
+            sections = yaml.safe_load(Path(path).read_text())
+            assert description.name in sections or "/**" in sections, f"{path} has no section for {description.name}"
+
+
+def test_arguments_become_node_parameters():
+    camera, arm, policy = system.describe_nodes(system.resolve_arguments(ARGUMENT_SETS[2]))
+    assert camera.parameters == {"source": "replay", "rate_hz": 30.0, "replay_path": "frames"}
+    assert arm.parameters == {"backend": "sim", "robot_model": "wx250"}
+    assert policy.parameters["goal"] == "drawer.png" and policy.parameters["model"] == "m"
+    assert policy.required and not camera.required
+    camera, arm, policy = system.describe_nodes(system.resolve_arguments(ARGUMENT_SETS[0]))
+    assert camera.parameters["source"] == "realsense" and arm.parameters["backend"] == "interbotix"
+    assert policy.parameters["reject_identical_frames"] is True
+    camera, _, policy = system.describe_nodes(system.resolve_arguments(ARGUMENT_SETS[1]))
+    assert camera.parameters["source"] == "sim" and policy.parameters["reject_identical_frames"] is False
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"gaol": "x.png"}, "unknown argument(s) ['gaol']"),
+        ({"robot_model": "wx200"}, "robot_model:=wx200: expected one of ['wx250s', 'wx250']"),
+        ({"use_sim": "yes"}, "use_sim:=yes"),
+        ({"rate_hz": "0"}, "rate_hz:=0: expected a positive number"),
+        ({"camera": "replay"}, "camera:=replay needs camera_path"),
+        ({"params_file": "/nonexistent.yaml"}, "no such file"),
+    ],
+)
+def test_bad_arguments_are_refused(values, message):
+    with pytest.raises(system.SystemArgumentError) as caught:
+        system.resolve_arguments(values)
+    assert message in str(caught.value)
+
+
+def test_cli_syntax():
+    assert system.parse_cli(["goal:=drawer.png", "use_sim:=true", "params_file:="]) == {
+        "goal": "drawer.png", "use_sim": "true", "params_file": ""}
+    with pytest.raises(system.SystemArgumentError, match="expected name:=value"):
+        system.parse_cli(["goal=drawer.png"])
+
+
+def test_policy_yaml_lists_exactly_the_declared_parameters(tmp_path):
+    from test_policy_artifacts import exported_policy
+
+    goal = tmp_path / "goal.png"
+    cv2.imwrite(str(goal), np.zeros((8, 8, 3), np.uint8))
+    from mqe_policy.policy_node import NODE_NAME, PolicyNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = PolicyNode(context=context, cli_args=["--ros-args", "-p", f"model:={exported_policy('mqe')}", "-p", f"goal:={goal}"])
+        declared = {name: p.value for name, p in node.get_parameters_by_prefix("").items() if name not in ROS_BUILTIN_PARAMETERS}
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+    from_yaml = yaml.safe_load((PACKAGE_DIR / "config" / "policy.yaml").read_text())[NODE_NAME]["ros__parameters"]
+    assert set(from_yaml) == set(declared) - {"goal_dir"}  # goal_dir's default depends on the install
+    for name in ("rate_hz", "max_frame_age", "reject_identical_frames", "threads", "autostart"):
+        assert from_yaml[name] == declared[name], name
+
+
+def run_cli(*words: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mqe_policy.run", *words], capture_output=True, text=True, timeout=60)
+
+
+def test_mqe_run_refuses_bad_arguments_and_bad_inputs_with_one_line(tmp_path):
+    result = run_cli("goal:=drawer.png", "robot:=wx250")
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "unknown argument(s) ['robot']" in result.stderr
+    result = run_cli(f"model:={tmp_path / 'missing'}", "goal:=drawer.png", "use_sim:=true")
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("mqe-run")]
+    assert lines == [f"mqe-run: refusing to start: {tmp_path / 'missing'}: no such policy directory (expected the output of mqe-export)"]
