@@ -33,17 +33,17 @@ NODE_NAME = "widowx_arm"
 DEFAULTS = {
     "backend": "sim",  # "sim" (kinematic arm, runs anywhere) or "interbotix" (robot PC)
     "robot_model": "wx250s",  # "wx250s" (6-DOF, the Bridge arm) or "wx250" (5-DOF)
-    "max_translation_step": 0.05,
-    "max_rotation_step": 0.25,
-    "workspace_low": [0.10, -0.15, -0.10],
-    "workspace_high": [0.45, 0.25, 0.18],
-    "gripper_threshold": 0.5,
-    "command_timeout": 0.5,
-    "min_action_interval": 0.1,
-    "step_moving_time": 0.2,
-    "reset_moving_time": 2.0,
-    "start_pose": [0.3, 0.0, 0.15, 0.0, 0.0, 0.0],
-    "start_gripper": 1.0,
+    "max_translation_step": 0.05,  # m, per-step clip of each of dx, dy, dz
+    "max_rotation_step": 0.25,  # rad, per-step clip of each of droll, dpitch, dyaw
+    "workspace_low": [0.10, -0.15, -0.10],  # m, x y z lower corner of the target box (base frame)
+    "workspace_high": [0.45, 0.25, 0.18],  # m, x y z upper corner
+    "gripper_threshold": 0.5,  # gripper command >= threshold opens, below closes
+    "command_timeout": 0.5,  # s without a valid action -> hold
+    "min_action_interval": 0.1,  # s, faster actions are dropped (keep below the policy period)
+    "step_moving_time": 0.2,  # s the servos take per action (the policy period)
+    "reset_moving_time": 2.0,  # s for reset / home / sleep moves
+    "start_pose": [0.3, 0.0, 0.15, 0.0, 0.0, 0.0],  # x y z m, roll pitch yaw rad (0 = gripper down)
+    "start_gripper": 1.0,  # gripper at the start pose: 1 open .. 0 closed
     "reset_on_start": True,  # move to the start pose when the node starts
     "status_rate_hz": 10.0,  # watchdog checks and status/pose publishing
     "gripper_pressure": 0.5,  # interbotix only: fraction of the gripper's effort range
