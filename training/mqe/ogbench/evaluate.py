@@ -38,10 +38,12 @@ class EvaluationResult:
 
 
 class Evaluator:
-    def __init__(self, env_name: str, episodes_per_task: int, seed: int = 0):
+    def __init__(self, env_name: str, episodes_per_task: int, seed: int = 0, max_episode_steps: int | None = None):
+        """`max_episode_steps` shortens OGBench's 1000-step episodes (smoke tests only)."""
         if episodes_per_task < 1:
             raise ValueError(f"evaluation: episodes_per_task must be >= 1, got {episodes_per_task}")
-        self.envs = [make_env(env_name) for _ in range(episodes_per_task)]
+        limit = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+        self.envs = [make_env(env_name, **limit) for _ in range(episodes_per_task)]
         self.maze = Maze.from_env(self.envs[0])
         self.seed = seed
 
