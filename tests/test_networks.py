@@ -1,7 +1,6 @@
 """Trunks and MLPs: the ResNet34 is torchvision's layout, weights load by path, bad files fail clearly."""
 
 import logging
-import warnings
 
 import pytest
 import torch

@@ -4,6 +4,7 @@ calls through a module with its parameters detached, and batch-to-trunk plumbing
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -20,8 +21,10 @@ class GoalConditionedActor(nn.Module):
     def __init__(self, config: dict, observation_spec, action_dim: int):
         super().__init__()
         self.trunk = make_trunk(config, observation_spec)
-        self.mean_net = MLP(2 * self.trunk.out_dim, config["actor_hidden_dims"], action_dim,
-                            layer_norm=config["layer_norm"], final_init_scale=1e-2)
+        self.mean_net = MLP(
+            2 * self.trunk.out_dim, config["actor_hidden_dims"], action_dim,
+            layer_norm=config["layer_norm"], final_init_scale=1e-2,  # OGBench: small initial actions
+        )
         self.log_std = None if config["const_std"] else nn.Parameter(torch.zeros(action_dim))
         self.clip_actions = config["clip_actor_actions"]
 
