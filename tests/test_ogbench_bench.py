@@ -42,7 +42,7 @@ def test_benchmark_smoke_run_of_every_agent(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
     results = json.loads((out / "results.json").read_text())
-    assert results["format"] == "mqe.bench.ogbench/1" and results["steps"] == 4
+    assert results["format"] == "mqe.bench.ogbench/1" and results["complete"] and results["steps"] == 4
     assert results["dataset"]["recipe"]["episodes"] == 10
     assert [run["agent"] for run in results["runs"]] == ["mqe", "gcbc", "gciql", "qrl"]
     for run in results["runs"]:
@@ -60,6 +60,8 @@ def test_benchmark_smoke_run_of_every_agent(tmp_path, capsys):
         assert f"| {run['agent']} |" in printed
     assert (out / "learning_curves.png").stat().st_size > 1000
     assert "Machine:" in printed and results["machine"]["cores"] >= 1
+    bench_main(["--report", str(out / "results.json")])
+    assert "| qrl |" in capsys.readouterr().out
 
 
 def test_benchmark_rejects_unknown_agents(tmp_path):

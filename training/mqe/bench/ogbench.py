@@ -201,6 +201,21 @@ def plot_learning_curves(runs: list[RunResult], path: Path, title: str) -> None:
     plt.close(figure)
 
 
+def print_report(path: Path) -> dict:
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"{path}: cannot read a results file ({error})") from error
+    if results.get("format") != RESULTS_FORMAT:
+        raise SystemExit(f"{path}: expected format {RESULTS_FORMAT!r}, got {results.get('format')!r}")
+    state = "" if results["complete"] else " (INCOMPLETE: cut short)"
+    print(f"## {results['env']}: {results['steps']} steps, width {results['agent_width']}, batch "
+          f"{results['batch_size']}, {results['eval_episodes_per_task']} episodes x 5 tasks per evaluation{state}\n")
+    print(markdown_table(results["summary"], results["steps"], results["machine"]))
+    print(f"Command: {results['command']}")
+    return results
+
+
 def parse_args(argv: list[str] | None):
     from mqe.agents import AGENTS
     from mqe.ogbench.presets import BATCH_SIZE
@@ -225,6 +240,7 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--episode-steps", type=int, help="collector: steps per episode (default OGBench's)")
     parser.add_argument("--out", help="output directory (default runs/ogbench/<env>-<time>)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    parser.add_argument("--report", metavar="RESULTS_JSON", help="only print the table of an existing results.json")
     args = parser.parse_args(argv)
     args.agent_names = [name.strip() for name in args.agents.split(",") if name.strip()]
     unknown = [name for name in args.agent_names if name not in AGENTS]
@@ -240,6 +256,8 @@ def main(argv: list[str] | None = None) -> dict:
     from mqe.ogbench.evaluate import Evaluator
 
     args = parse_args(argv)
+    if args.report:
+        return print_report(Path(args.report))
     args.env = canonical_dataset_name(args.env)
     if args.torch_threads:
         import torch
@@ -262,36 +280,44 @@ def main(argv: list[str] | None = None) -> dict:
     maze = Maze.from_env(make_env(recipe.env_name))
     import torch.utils.tensorboard  # noqa: F401  (its slow first import must not count as training time)
 
+    machine = machine_description()
     runs: list[RunResult] = []
     started = time.perf_counter()
+
+    def write_results(complete: bool) -> dict:
+        """results.json after every run (complete=false until the last), so a cut-short benchmark
+        still leaves what it measured."""
+        results = dict(
+            format=RESULTS_FORMAT,
+            benchmark="ogbench",
+            complete=complete,
+            command=command,
+            env=args.env,
+            dataset=dict(train=str(train_path), val=str(val_path), recipe=dataclasses.asdict(recipe),
+                         collection=collection, prepare_seconds=round(collect_seconds, 1)),
+            steps=args.steps,
+            eval_episodes_per_task=args.eval_episodes,
+            eval_max_steps=args.eval_max_steps or 1000,
+            agent_width=args.width,
+            batch_size=args.batch_size,
+            machine=machine,
+            total_seconds=round(time.perf_counter() - started, 1),
+            summary=summarise(runs),
+            runs=[dataclasses.asdict(run) for run in runs],
+            written=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+        atomic_write_bytes(out / "results.json", lambda f: f.write(json.dumps(results, indent=2).encode()))
+        return results
+
     for agent_name in args.agent_names:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             evaluator = Evaluator(recipe.env_name, args.eval_episodes, seed=seed, max_episode_steps=args.eval_max_steps)
             runs.append(run_one(agent_name, seed, args, train_path, val_path, maze, evaluator, out))
             evaluator.close()
-    total_seconds = time.perf_counter() - started
-
-    machine = machine_description()
-    summary = summarise(runs)
-    results = dict(
-        format=RESULTS_FORMAT,
-        benchmark="ogbench",
-        command=command,
-        env=args.env,
-        dataset=dict(train=str(train_path), val=str(val_path), recipe=dataclasses.asdict(recipe),
-                     collection=collection, prepare_seconds=round(collect_seconds, 1)),
-        steps=args.steps,
-        eval_episodes_per_task=args.eval_episodes,
-        eval_max_steps=args.eval_max_steps or 1000,
-        agent_width=args.width,
-        batch_size=args.batch_size,
-        machine=machine,
-        total_seconds=round(total_seconds, 1),
-        summary=summary,
-        runs=[dataclasses.asdict(run) for run in runs],
-        finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    )
-    atomic_write_bytes(out / "results.json", lambda f: f.write(json.dumps(results, indent=2).encode()))
+            write_results(complete=False)
+    results = write_results(complete=True)
+    total_seconds = results["total_seconds"]
+    summary = results["summary"]
     plot_learning_curves(runs, out / "learning_curves.png", f"{args.env}: success vs training steps")
 
     print(f"\n## {args.env}: {args.steps} steps, {args.eval_episodes} episodes x 5 tasks per evaluation\n")
