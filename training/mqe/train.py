@@ -387,29 +387,35 @@ def _agent_name_in_file(path: str) -> str | None:
     return data.get("agent_name") if isinstance(data, dict) else None
 
 
-def build_config(args: argparse.Namespace) -> dict:
-    """get_config() with the chosen agent's defaults, then the --config file, flags and --set."""
+def build_config_from(
+    agent: str | None = None,
+    data_dir: str | Path | None = None,
+    workdir: str | Path | None = None,
+    steps: int | None = None,
+    overrides: list[str] = (),
+    config_file: str | Path | None = None,
+    trunk_weights: str | Path | None = None,
+) -> dict:
+    """get_config() with the chosen agent's defaults (agent, else agent_name in the file, else mqe),
+    then the YAML file, then the named arguments, then `key=value` overrides."""
     from mqe.agents import get_config as get_agent_config
 
     config = get_config()
-    agent_name = args.agent
-    if agent_name is None and args.config:
-        # The file may name the agent; its agent.* keys then override that agent's defaults.
-        agent_name = _agent_name_in_file(args.config)
-    config["agent_name"] = agent_name or config["agent_name"]
+    agent = agent or (_agent_name_in_file(config_file) if config_file else None)
+    config["agent_name"] = agent or config["agent_name"]
     config["agent"] = get_agent_config(config["agent_name"])
-    if args.config:
-        config = config_lib.apply_file(config, args.config)
+    if config_file:
+        config = config_lib.apply_file(config, config_file)
     flags = []
-    if args.data_dir is not None:
-        flags.append(f"data.data_dir={json.dumps(str(args.data_dir))}")
-    if args.workdir is not None:
-        flags.append(f"workdir={json.dumps(str(args.workdir))}")
-    if args.steps is not None:
-        flags.append(f"steps={args.steps}")
-    if args.trunk_weights is not None:
-        flags.append(f"agent.trunk_weights={json.dumps(str(args.trunk_weights))}")
-    return config_lib.apply_overrides(config, flags + list(args.set))
+    if data_dir is not None:
+        flags.append(f"data.data_dir={json.dumps(str(data_dir))}")
+    if workdir is not None:
+        flags.append(f"workdir={json.dumps(str(workdir))}")
+    if steps is not None:
+        flags.append(f"steps={int(steps)}")
+    if trunk_weights is not None:
+        flags.append(f"agent.trunk_weights={json.dumps(str(trunk_weights))}")
+    return config_lib.apply_overrides(config, flags + list(overrides))
 
 
 def train(config: dict, resume: str = "auto") -> Path:
@@ -483,7 +489,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     args = parser.parse_args(argv)
     try:
-        config = build_config(args)
+        config = build_config_from(args.agent, args.data_dir, args.workdir, args.steps, args.set, args.config,
+                                   args.trunk_weights)
     except config_lib.ConfigError as error:
         parser.error(str(error))
     if args.print_config:
