@@ -162,6 +162,9 @@ def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     try:
         with os.fdopen(handle, "wb") as file:
             np.savez_compressed(file, **arrays)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)  # mkstemp creates 0600; a dataset is an ordinary shared file
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
@@ -192,7 +195,9 @@ def ensure_dataset(
     save_npz_atomic(train_path, train)
     stats = dict(recipe=dataclasses.asdict(recipe), steps=steps, seconds=round(seconds, 2), steps_per_second=round(steps / seconds))
     info_path = train_path.with_suffix(".json")
-    info_path.write_text(json.dumps(stats, indent=2) + "\n")
+    temp_info = info_path.with_name(f".{info_path.name}.tmp")
+    temp_info.write_text(json.dumps(stats, indent=2) + "\n")
+    os.replace(temp_info, info_path)
     log(f"collected {steps} steps in {seconds:.1f} s ({steps / seconds:.0f} steps/s)")
     return train_path, val_path
 
