@@ -64,15 +64,49 @@ def test_pairwise_equals_broadcast(embeddings):
     assert pairwise.shape == (7, 5)
     for i in range(7):
         for j in range(5):
-            assert pairwise[i, j] == mrn_distance(x[i], y[j], COMPONENTS)
+            assert pairwise[i, j].item() == pytest.approx(mrn_distance(x[i], y[j], COMPONENTS).item(), abs=1e-12)
     # leading (ensemble) dims broadcast too
     stacked = pairwise_mrn_distance(torch.stack([x, 2 * x]), torch.stack([y, 2 * y]), COMPONENTS)
     assert torch.allclose(stacked[0], pairwise) and torch.allclose(stacked[1], pairwise_mrn_distance(2 * x, 2 * y, COMPONENTS))
 
 
+@pytest.mark.parametrize(
+    "shape_x, shape_y, components",
+    [((2, 7, 16), (2, 5, 16), 2), ((7, 32), (9, 32), 4), ((3, 1, 6, 8), (4, 5, 8), 1)],
+)
+def test_pairwise_values_and_gradients_equal_the_broadcast_formula(shape_x, shape_y, components, monkeypatch):
+    """The memory-lean pairwise path (cdist + arg-max backward) against autograd through the formula,
+    also when its row chunks are tiny."""
+    from mqe.quasimetric import _PairwiseMaxReLU
+
+    monkeypatch.setattr(_PairwiseMaxReLU, "CHUNK_ELEMENTS", 64)
+    torch.manual_seed(1)
+    x = torch.randn(*shape_x, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(*shape_y, dtype=torch.float64, requires_grad=True)
+    fast = pairwise_mrn_distance(x, y, components)
+    reference = mrn_distance(x.unsqueeze(-2), y.unsqueeze(-3), components)
+    assert fast.shape == reference.shape
+    assert torch.allclose(fast, reference, atol=1e-12)
+    weights = torch.randn_like(reference)
+    fast_grads = torch.autograd.grad((fast * weights).sum(), (x, y))
+    reference_grads = torch.autograd.grad((reference * weights).sum(), (x, y))
+    for a, b in zip(fast_grads, reference_grads):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_pairwise_identity_is_exact_with_finite_gradients():
+    x = torch.randn(6, 16, requires_grad=True)
+    d = pairwise_mrn_distance(x, x, 2)
+    assert torch.all(d.diagonal() == 0)
+    (grad,) = torch.autograd.grad(d.sum(), x)
+    assert torch.isfinite(grad).all()
+
+
 def test_mrn_rejects_sizes_that_do_not_split():
     with pytest.raises(ValueError, match="components"):
         mrn_distance(torch.zeros(2, 12), torch.zeros(2, 12), 4)
+    with pytest.raises(ValueError, match="components"):
+        pairwise_mrn_distance(torch.zeros(2, 12), torch.zeros(2, 12), 4)
 
 
 IQE_COMPONENT_DIM = 8

@@ -29,8 +29,59 @@ def mrn_distance(x: torch.Tensor, y: torch.Tensor, components: int) -> torch.Ten
 
 
 def pairwise_mrn_distance(x: torch.Tensor, y: torch.Tensor, components: int) -> torch.Tensor:
-    """All pairs: x [..., B, D], y [..., C, D] -> [..., B, C] with entry (i, j) = d(x_i, y_j)."""
-    return mrn_distance(x.unsqueeze(-2), y.unsqueeze(-3), components)
+    """All pairs: x [..., B, D], y [..., C, D] -> [..., B, C] with entry (i, j) = d(x_i, y_j).
+
+    Equal to mrn_distance(x[..., :, None, :], y[..., None, :, :]) but never materialises (or saves
+    for backward) the [..., B, C, D] differences, which made the critic's all-pairs loss dominate a
+    training step: the L2 halves go through torch.cdist, the max-ReLU halves through a chunked max
+    whose backward sends the gradient to the arg-max dims only.
+    """
+    if x.shape[-1] != y.shape[-1] or x.shape[-1] % (2 * components):
+        raise ValueError(
+            f"MRN: embedding sizes {x.shape[-1]} and {y.shape[-1]} must be equal and split into "
+            f"{components} components of even size"
+        )
+    lead = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2])
+    x = x.expand(*lead, *x.shape[-2:]).reshape(*lead, x.shape[-2], components, -1)  # [..., B, N, M]
+    y = y.expand(*lead, *y.shape[-2:]).reshape(*lead, y.shape[-2], components, -1)  # [..., C, N, M]
+    half = x.shape[-1] // 2
+    asymmetric = _PairwiseMaxReLU.apply(x[..., :half], y[..., :half])  # [..., B, C, N]
+    symmetric = torch.cdist(
+        x[..., half:].transpose(-3, -2).contiguous(),
+        y[..., half:].transpose(-3, -2).contiguous(),
+        compute_mode="donot_use_mm_for_euclid_dist",  # exact: d(x, x) = 0, no cancellation
+    )  # [..., N, B, C]
+    return (asymmetric.sum(dim=-1) + symmetric.sum(dim=-3)) / components
+
+
+class _PairwiseMaxReLU(torch.autograd.Function):
+    """x [..., B, N, H], y [..., C, N, H] -> max_h ReLU(x_ikh - y_jkh) as [..., B, C, N]."""
+
+    CHUNK_ELEMENTS = 1 << 18  # differences held at once: 1 MiB of float32 stays in cache
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        rows = max(1, _PairwiseMaxReLU.CHUNK_ELEMENTS // max(1, y.shape[-3] * y.shape[-2] * y.shape[-1]))
+        values, indices = [], []
+        for start in range(0, x.shape[-3], rows):
+            differences = x[..., start : start + rows, None, :, :] - y[..., None, :, :, :]  # [..., r, C, N, H]
+            value, index = differences.max(dim=-1)
+            values.append(value)
+            indices.append(index)
+        value, index = torch.cat(values, dim=-3), torch.cat(indices, dim=-3)
+        active = value > 0  # ReLU(max) = max(ReLU): no gradient where every difference is <= 0
+        ctx.save_for_backward(index, active)
+        ctx.shapes = (x.shape, y.shape)
+        return value.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        index, active = ctx.saved_tensors
+        x_shape, y_shape = ctx.shapes
+        grad = grad * active  # [..., B, C, N]
+        grad_x = grad.new_zeros(x_shape).scatter_add_(-1, index.movedim(-2, -1), grad.movedim(-2, -1))
+        grad_y = grad.new_zeros(y_shape).scatter_add_(-1, index.movedim(-3, -1), -grad.movedim(-3, -1))
+        return grad_x, grad_y
 
 
 def iqe_distance(x: torch.Tensor, y: torch.Tensor, component_dim: int, mean_weight: torch.Tensor | float) -> torch.Tensor:
