@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import random
 import sys
@@ -212,6 +213,17 @@ def validate(agent: nn.Module, source: BatchSource, batches: int, device: torch.
 # ---------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor]):
+    """One optimizer step on `batch`: forward, backward, optimizer, the agent's post-step hook
+    (`model` may be the DDP wrapper of the agent). Returns (loss, metrics) as tensors."""
+    loss, metrics = model(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    getattr(model, "module", model).after_optimizer_step()
+    return loss, metrics
+
+
 def parameter_digest(module: nn.Module) -> str:
     """SHA-256 of every parameter and buffer, in state_dict order: equal digests = equal weights."""
     digest = hashlib.sha256()
@@ -328,14 +340,7 @@ def fit(
                 batch = transform(batch, augment_generator)
             data_seconds += time.perf_counter() - data_start
 
-            loss, metrics = model(batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"step {step}: non-finite loss {loss.item()}; metrics {({k: float(v) for k, v in metrics.items()})}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            agent.after_optimizer_step()
-
+            loss, metrics = train_step(model, optimizer, batch)
             for key, value in {"train/loss": loss, **metrics}.items():
                 sums[key] = sums.get(key, 0) + value.detach()
             count += 1
@@ -343,6 +348,8 @@ def fit(
             if step % config["log_every"] == 0 or step == steps:
                 elapsed = time.perf_counter() - interval_start
                 last_metrics = _mean_metrics(sums, count)
+                if not math.isfinite(last_metrics["train/loss"]):  # checked here, not per step: no GPU sync
+                    raise FloatingPointError(f"non-finite training loss in steps {step - count + 1}..{step}: {last_metrics}")
                 last_metrics["perf/steps_per_s"] = count / elapsed
                 last_metrics["perf/samples_per_s"] = count * len(batch["actions"]) * world_size / elapsed
                 last_metrics["perf/data_fraction"] = data_seconds / elapsed

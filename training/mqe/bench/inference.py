@@ -43,7 +43,8 @@ def machine_description() -> str:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} cores available, {platform.system()} {platform.machine()}, onnxruntime {ort.__version__}"
+    load = ", load average {:.1f}/{:.1f}/{:.1f} (1/5/15 min)".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
+    return f"{model}, {cores} cores available{load}, {platform.system()} {platform.machine()}, onnxruntime {ort.__version__}"
 
 
 def export_random_policy(out_dir: Path, image_size: int, agent_name: str = "mqe", trunk: str = "resnet34") -> Path:
