@@ -108,6 +108,17 @@ def test_export_methods_keep_batch_axis_dynamic(name):
         assert program.module()(*bigger).shape[0] == 3, method
 
 
+def test_registry_accepts_numpy_sizes_and_refuses_bad_specs():
+    import numpy as np
+
+    agent = make_agent("gcbc", tiny("gcbc", "mlp"), ("state", np.int64(STATE_DIM)), np.int64(ACTION_DIM))
+    assert agent.observation_spec == ("state", STATE_DIM) and agent.action_dim == ACTION_DIM
+    with pytest.raises(ValueError, match="observation spec"):
+        make_agent("gcbc", tiny("gcbc", "mlp"), ("state", 0), ACTION_DIM)
+    with pytest.raises(ValueError, match="action_dim"):
+        make_agent("gcbc", tiny("gcbc", "mlp"), ("state", STATE_DIM), 2.5)
+
+
 def test_registry_gives_fresh_configs_with_bridge_defaults():
     config = get_config("mqe")
     assert config["goal_sampling"]["gamma"] == 0.98

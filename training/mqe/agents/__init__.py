@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import copy
 import importlib
+import numbers
 
 from mqe.agents.base import Agent
-from mqe.networks import ObservationSpec
+from mqe.networks import ObservationSpec, as_observation_spec
 
 # name -> (module, class); modules are imported on first use
 AGENTS = {
@@ -40,10 +41,10 @@ def check_config(name: str, config: dict) -> None:
 
 def make_agent(name: str, config: dict, observation_spec: ObservationSpec | tuple, action_dim: int) -> Agent:
     check_config(name, config)
-    if not isinstance(action_dim, int) or action_dim <= 0:
+    if not isinstance(action_dim, numbers.Integral) or action_dim <= 0:
         raise ValueError(f"{name} agent: action_dim must be a positive int, got {action_dim!r}")
     module = _module(name)
-    return getattr(module, AGENTS[name][1])(copy.deepcopy(config), observation_spec, action_dim)
+    return getattr(module, AGENTS[name][1])(copy.deepcopy(config), as_observation_spec(observation_spec), int(action_dim))
 
 
 __all__ = ["AGENTS", "Agent", "ObservationSpec", "check_config", "get_config", "make_agent"]

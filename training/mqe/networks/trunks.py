@@ -7,6 +7,7 @@ the /255 and ImageNet mean/std normalisation themselves, so the exported ONNX gr
 from __future__ import annotations
 
 import logging
+import numbers
 import warnings
 from typing import NamedTuple, Sequence
 
@@ -34,9 +35,9 @@ def as_observation_spec(spec: ObservationSpec | tuple) -> ObservationSpec:
     if not isinstance(spec, tuple) or len(spec) != 2:
         raise ValueError(f"observation spec must be ('image', size) or ('state', dim), got {spec!r}")
     kind, size = spec
-    if kind not in ("image", "state") or not isinstance(size, int) or size <= 0:
+    if kind not in ("image", "state") or not isinstance(size, numbers.Integral) or size <= 0:
         raise ValueError(f"observation spec must be ('image', size) or ('state', dim) with a positive int, got {spec!r}")
-    return ObservationSpec(kind, size)
+    return ObservationSpec(kind, int(size))
 
 
 class ImageTrunk(nn.Module):
