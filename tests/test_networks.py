@@ -73,6 +73,18 @@ def test_trunk_loads_weights_by_path_and_reproduces_outputs(torchvision_file):
     assert trunk(images).shape == (2, 512)
 
 
+def test_checkpoint_without_batchnorm_counters_loads(tmp_path, torchvision_file):
+    """Older torchvision files (saved before PyTorch 0.4.1) lack num_batches_tracked."""
+    state = torch.load(torchvision_file[0], weights_only=True)
+    old_style = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    assert len(old_style) == TORCHVISION_RESNET34_KEY_COUNT - 36  # one counter per BatchNorm
+    path = tmp_path / "resnet34-old.pth"
+    torch.save(old_style, path)
+    model = ResNet34()
+    load_resnet34_weights(model, path)
+    assert torch.equal(model.layer4[2].bn2.running_var, state["layer4.2.bn2.running_var"])
+
+
 @pytest.mark.parametrize(
     "corrupt, message",
     [

@@ -104,6 +104,11 @@ def load_resnet34_weights(model: ResNet34, path: str | Path) -> None:
     """Load a torchvision ResNet34 checkpoint into `model`, strictly on every key except `fc.*`."""
     state = {k: v for k, v in read_state_dict(path).items() if not k.startswith("fc.")}
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    # Checkpoints saved before PyTorch 0.4.1 (e.g. torchvision's resnet34-333f7ec4.pth) have no
+    # BatchNorm step counters; the counter only matters for momentum=None, so start it at 0.
+    for key, value in expected.items():
+        if key.endswith(".num_batches_tracked") and key not in state:
+            state[key] = torch.zeros_like(value)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
