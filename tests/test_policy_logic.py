@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from sensor_msgs.msg import Image
 
 from mqe.runtime import GoalImageError, OnnxPolicy
-from mqe_policy.control import Frame, LoopConfig, Mode, PolicyLoop
+from mqe_policy.control import Frame, LoopConfig, PolicyLoop
 from mqe_policy.policy_node import image_from_msg, resolve_goal
 from test_policy_artifacts import exported_policy, random_image
 
@@ -37,10 +38,12 @@ class Harness:
         self.gate = threading.Event()
         self.gate.set()
         self.logs: list[str] = []
+        self.publish_delay = 0.0
         self.loop = PolicyLoop(self.policy, LoopConfig(**config), self._publish, clock=self.clock, log=self.logs.append)
 
     def _publish(self, action, stamp):
         self.gate.wait(10.0)
+        time.sleep(self.publish_delay)
         self.published.append((action, stamp))
 
     def frame(self, age: float = 0.05, image: np.ndarray | None = None) -> Frame:
@@ -150,6 +153,19 @@ def test_busy_worker_skips_the_tick_instead_of_queueing(harness):
     assert harness.loop.feedback().ticks_skipped_busy == 3
     newest = harness.frame(age=0.0)
     assert harness.step(0.01) == "dispatched" and harness.published[-1][1] == newest.stamp
+
+
+def test_steps_to_goal_gives_way_to_actions_when_the_period_is_used_up(harness):
+    harness.frame(age=0.0)
+    harness.step(0.01)
+    assert harness.loop.feedback().feedback_skipped == 0  # room left in the period: computed
+    harness.publish_delay = 0.25  # the action path now takes longer than the 200 ms period
+    for tick in range(1, 6):
+        harness.frame(age=0.0)
+        harness.step(0.01)
+        assert harness.loop.feedback().feedback_skipped == min(tick, 4)
+    # every FORCED_FEEDBACK_TICKS ticks the critic runs anyway, so the operator's view stays live
+    assert len(harness.published) == 6
 
 
 def test_achieved_rate_is_reported(harness):

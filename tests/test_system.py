@@ -40,7 +40,6 @@ from widowx_bridge.control import ControlConfig
 from test_policy_artifacts import exported_policy
 from test_runtime import set_metadata
 
-REPO = Path(__file__).resolve().parents[1]
 CLIP = ControlConfig().max_translation_step
 LOW, HIGH = np.array(ControlConfig().workspace_low), np.array(ControlConfig().workspace_high)
 TOL = 1e-6

@@ -5,8 +5,11 @@ Timing model: tick() is called by a fixed-rate timer and never waits for inferen
 newest camera frame, checks the watchdogs and hands the frame to one worker thread. If the worker
 is still busy from the previous tick, the tick is skipped (never queued), so the clock never slips
 and the policy never acts on a stale backlog. The worker publishes the action as soon as it is
-computed, stamped with the stamp of the frame it came from, then computes steps-to-goal (which is
-operator feedback, so it stays off the action's latency path).
+computed, stamped with the stamp of the frame it came from, then computes steps-to-goal (operator
+feedback, so it stays off the action's latency path). The critic's graph costs about as much as the
+policy's, so it only runs when the rest of the period has room for it (judged by its last run
+time), and at least every FORCED_FEEDBACK_TICKS ticks: feedback never makes the loop skip actions
+on a machine that can afford one graph per tick but not two.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ class Mode(str, enum.Enum):
     STOPPED = "stopped"  # no inference, no actions (the arm holds)
 
 
-WAITING_FOR_FRAMES = "waiting-for-frames"  # reported instead of "running" while a watchdog blocks
+WAITING_FOR_FRAMES = "waiting-for-frames"
+FORCED_FEEDBACK_TICKS = 5  # steps-to-goal is refreshed at least this often, even on a slow machine  # reported instead of "running" while a watchdog blocks
 
 
 class Policy(Protocol):
@@ -79,6 +83,7 @@ class Feedback:
     ticks: int
     ticks_skipped_busy: int  # inference still running at the tick
     ticks_blocked: int  # a watchdog held the action back
+    feedback_skipped: int  # ticks whose steps-to-goal was not computed (no time left in the period)
     errors: int  # inference failures, non-finite outputs included
     goal_version: int  # increments at every goal change
 
@@ -106,7 +111,9 @@ class PolicyLoop:
         self._work = threading.Condition(self._lock)
         self._mode = mode
         self._newest: Frame | None = None
-        self._pending_frame: tuple[Frame, np.ndarray] | None = None
+        self._pending_frame: tuple[Frame, np.ndarray, float] | None = None  # + perf_counter at dispatch
+        self._distance_seconds = 0.0  # run time of the last steps-to-goal evaluation
+        self._ticks_since_feedback = 0
         self._pending_goal: np.ndarray | None = None
         self._busy = False
         self._closed = False
@@ -118,7 +125,7 @@ class PolicyLoop:
         self._fb = dict(
             steps_to_goal=float("nan"), latency_ms=float("nan"), frame_latency_ms=float("nan"),
             frame_age_s=float("nan"), actions_published=0, ticks=0, ticks_skipped_busy=0,
-            ticks_blocked=0, errors=0, goal_version=0,
+            ticks_blocked=0, feedback_skipped=0, errors=0, goal_version=0,
         )  # fmt: skip
         self._worker = threading.Thread(target=self._run_worker, name="policy-inference", daemon=True)
         self._worker.start()
@@ -190,7 +197,7 @@ class PolicyLoop:
             self._report("")
             self._last_used_stamp = frame.stamp
             self._last_used_digest = frame_digest(image) if self.config.reject_identical_frames else None
-            self._pending_frame = (frame, image)
+            self._pending_frame = (frame, image, time.perf_counter())
             self._busy = True
             self._work.notify()
             return "dispatched"
@@ -241,7 +248,7 @@ class PolicyLoop:
             self._fb["steps_to_goal"] = float("nan")
         self._log("new goal encoded")
 
-    def _infer(self, frame: Frame, image: np.ndarray) -> None:
+    def _infer(self, frame: Frame, image: np.ndarray, dispatched: float) -> None:
         try:
             started = time.perf_counter()
             action = self.policy.act(image)
@@ -256,14 +263,23 @@ class PolicyLoop:
                     self._fb["actions_published"] += 1
                     self._fb["frame_latency_ms"] = (now - frame.stamp) * 1e3
                     self._publish_times.append(now)
-            steps = self.policy.steps_to_goal(image)
-            with self._lock:
-                self._fb["steps_to_goal"] = float("nan") if steps is None else steps
+            left = 1.0 / self.config.rate_hz - (time.perf_counter() - dispatched)
+            self._ticks_since_feedback += 1
+            if self._distance_seconds < 0.8 * left or self._ticks_since_feedback >= FORCED_FEEDBACK_TICKS:
+                started = time.perf_counter()
+                steps = self.policy.steps_to_goal(image)
+                self._distance_seconds = time.perf_counter() - started
+                self._ticks_since_feedback = 0
+                with self._lock:
+                    self._fb["steps_to_goal"] = float("nan") if steps is None else steps
+            else:
+                with self._lock:
+                    self._fb["feedback_skipped"] += 1
         except Exception as error:  # noqa: BLE001  the worker must outlive any one bad frame
             with self._lock:
                 self._fb["errors"] += 1
             kind = "non-finite output" if isinstance(error, NonFiniteOutputError) else type(error).__name__
-            self._log(f"inference failed ({kind}), no action published: {error}")
+            self._log(f"inference failed ({kind}): {error}")
         finally:
             with self._lock:
                 self._busy = False
