@@ -23,7 +23,7 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -121,6 +121,26 @@ class Observer(Node):
         return future.result()
 
 
+class SpunCamera:
+    """A replay camera node on its own executor and thread, so the test can take it away (and
+    bring it back) without touching the executor of the other nodes."""
+
+    def __init__(self, context, overrides: dict):
+        self.node = CameraNode(parameter_overrides=overrides, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        if self.executor is None:
+            return
+        self.executor.shutdown(timeout_sec=5)
+        self.thread.join(timeout=5)
+        self.node.destroy_node()
+        self.executor = None
+
+
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -156,10 +176,10 @@ def test_closed_loop_system_over_dds(tmp_path, wild_export):
     rclpy.init(context=context)
     executor = MultiThreadedExecutor(num_threads=4, context=context)
     camera_overrides = {"source": "replay", "replay_path": str(replay), "rate_hz": 30.0}
-    camera = CameraNode(parameter_overrides=camera_overrides, context=context)
+    camera = SpunCamera(context, camera_overrides)
     arm = ArmNode(parameter_overrides={"backend": "sim", "robot_model": "wx250s"}, context=context)
     observer = Observer(context)
-    for node in (camera, arm, observer):
+    for node in (arm, observer):
         executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
@@ -192,8 +212,7 @@ def test_closed_loop_system_over_dds(tmp_path, wild_export):
         assert {"steps_to_goal", "latency_ms", "frame_age_s", "rate_hz", "state"} <= keys
 
         # --- 2. frame-age watchdog: the camera goes away, then comes back ------------------------
-        executor.remove_node(camera)
-        camera.destroy_node()
+        camera.close()
         gone = time.monotonic()
         wait_for(lambda: "camera frame too old" in (observer.last(observer.reasons, gone) or ""), 3.0, "the frame-age hold")
         assert observer.last(observer.states, gone) == "waiting-for-frames"
@@ -201,15 +220,13 @@ def test_closed_loop_system_over_dds(tmp_path, wild_export):
         time.sleep(1.0)
         assert observer.actions_since(held) == [], "actions published from stale frames"
         assert "holding" in observer.last(observer.arm_messages, held)
-        camera = CameraNode(parameter_overrides=camera_overrides, context=context)
-        executor.add_node(camera)
+        camera = SpunCamera(context, camera_overrides)
         back = time.monotonic()
         wait_for(lambda: len(observer.actions_since(back)) >= 3, 5.0, "actions after the camera returned")
         assert observer.last(observer.states, back) == "running"
 
         # --- 3. repeated-frame watchdog: a frozen driver republishes one image -------------------
-        executor.remove_node(camera)
-        camera.destroy_node()
+        camera.close()
         frozen = Image(height=240, width=320, encoding="rgb8", step=960)
         frozen.data = np.full((240, 320, 3), 90, np.uint8).tobytes()
         stop_frozen = threading.Event()
@@ -229,8 +246,7 @@ def test_closed_loop_system_over_dds(tmp_path, wild_export):
         assert observer.actions_since(held) == [], "actions published from a repeated frame"
         stop_frozen.set()
         frozen_thread.join()
-        camera = CameraNode(parameter_overrides=camera_overrides, context=context)
-        executor.add_node(camera)
+        camera = SpunCamera(context, camera_overrides)
         back = time.monotonic()
         wait_for(lambda: len(observer.actions_since(back)) >= 3, 5.0, "actions after fresh frames returned")
 
@@ -264,8 +280,10 @@ def test_closed_loop_system_over_dds(tmp_path, wild_export):
         if policy.poll() is None:
             policy.kill()
             policy.wait(timeout=10)
+        camera.close()
         executor.shutdown(timeout_sec=5)
-        for node in (camera, arm, observer):
+        spinner.join(timeout=5)
+        for node in (arm, observer):
             node.destroy_node()
         rclpy.try_shutdown(context=context)
         print((tmp_path / "policy.log").read_text()[-3000:])
