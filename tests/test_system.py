@@ -25,6 +25,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32, String
@@ -341,6 +342,21 @@ def test_mqe_run_brings_up_the_launch_description_in_process(tmp_path):
                 wait_for(lambda: len(observer.actions_since(0)) >= 5, 20.0, "actions from the in-process system")
                 wait_for(lambda: len(observer.poses) > 3, 5.0, "commanded poses")
                 assert running.nodes["widowx_arm"].controller.counters.applied >= 1
+                # The goal changes at run time: by topic, and by parameter (checked before it is taken).
+                policy = running.nodes["policy"]
+                goal_msg = Image(height=24, width=32, encoding="rgb8", step=96)
+                goal_msg.data = np.full((24, 32, 3), 200, np.uint8).tobytes()
+                goal_publisher = observer.create_publisher(Image, topics.GOAL_IMAGE, 1)
+                wait_for(lambda: goal_publisher.get_subscription_count() > 0, 5.0, "the goal subscription")
+                goal_publisher.publish(goal_msg)
+                wait_for(lambda: policy.loop.feedback().goal_version == 1, 5.0, "the goal from the topic")
+                (result,) = policy.set_parameters([Parameter("goal", value=str(tmp_path / "missing.png"))])
+                assert not result.successful and "no such file" in result.reason
+                (result,) = policy.set_parameters([Parameter("goal", value=str(goal))])
+                assert result.successful
+                wait_for(lambda: policy.loop.feedback().goal_version == 2, 5.0, "the goal from the parameter")
+                (result,) = policy.set_parameters([Parameter("rate_hz", value=10.0)])
+                assert not result.successful and "fixed at start-up" in result.reason
             finally:
                 spin.shutdown(timeout_sec=5)
                 observer.destroy_node()

@@ -14,7 +14,7 @@ setup(
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),
     ],
-    install_requires=["setuptools", "numpy", "psutil"],
+    install_requires=["setuptools", "numpy", "psutil", "pyyaml"],
     zip_safe=True,
     maintainer="MQE team",
     maintainer_email="mqe@example.com",

@@ -11,6 +11,7 @@ over DDS on a private loopback domain. Reported per run:
   frame age age of the newest frame at each tick (policy/frame_age): a backlog would make it grow
   inference the policy graph's run time (policy/inference_latency_ms)
   CPU       % of one core, policy process and camera+arm process, over the measured window
+  load avg  the machine's 1-minute load average at the end of the run (other work competes)
 The 60 Hz camera rate is the flood: latency and frame age must not grow with it.
 """
 
@@ -134,6 +135,7 @@ def run_once(model: Path, frames: Path, goal: Path, camera_rate: float, seconds:
         recorder.actions.clear(), recorder.frame_ages.clear(), recorder.inference.clear()
         started, policy_cpu, own_cpu = time.monotonic(), cpu_seconds(policy.pid), cpu_seconds(os.getpid())
         time.sleep(seconds)
+        load = os.getloadavg()[0]  # other work on the machine: the figures are only as good as this
         recorder.recording = False
         wall = time.monotonic() - started
         policy_cpu = (cpu_seconds(policy.pid) - policy_cpu) / wall * 100
@@ -167,6 +169,7 @@ def run_once(model: Path, frames: Path, goal: Path, camera_rate: float, seconds:
         "inference_p50": percentile(recorder.inference, 50),
         "policy_cpu": policy_cpu,
         "camera_arm_cpu": own_cpu,
+        "load": load,
     }
 
 
@@ -202,14 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nClosed loop, sim arm + replay camera (640x480) + ResNet34 MQE policy (onnxruntime, {options.threads} threads); "
           f"{platform.processor() or platform.machine()}, {cpu_count} CPUs; {options.seconds:g} s per row.\n")
     print("| size | camera Hz | actions | rate Hz | latency p50 / p99 ms | period p50 / p99 ms (p1) | "
-          "frame age p50 / p99 ms | latency 1st / 2nd half p50 ms | inference p50 ms | CPU % policy / camera+arm |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "frame age p50 / p99 ms | latency 1st / 2nd half p50 ms | inference p50 ms | CPU % policy / camera+arm | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for size, rate, r in rows:
         print(f"| {size} | {rate:g} | {r['actions']} | {r['rate_hz']:.2f} | {r['latency_p50']:.1f} / {r['latency_p99']:.1f} | "
               f"{r['period_p50']:.1f} / {r['period_p99']:.1f} ({r['period_p1']:.1f}) | "
               f"{r['frame_age_p50']:.1f} / {r['frame_age_p99']:.1f} | "
               f"{r['latency_first_half_p50']:.1f} / {r['latency_second_half_p50']:.1f} | {r['inference_p50']:.1f} | "
-              f"{r['policy_cpu']:.0f} / {r['camera_arm_cpu']:.0f} |")
+              f"{r['policy_cpu']:.0f} / {r['camera_arm_cpu']:.0f} | {r['load']:.1f} |")
     print("\nTargets (2 cores): period p99 within 200 +- 10 ms; latency p99 <= 100 ms at 256; "
           "no backlog at 60 Hz (frame age and latency do not grow).")
     return 0
