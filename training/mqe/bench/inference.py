@@ -4,9 +4,11 @@
     mqe-bench inference --policy runs/x/export   # an existing export instead of a random-init one
     mqe-bench inference --opt-levels basic,extended,all --iterations 100
 
-Per row: one robot step with the goal cached (policy.onnx only: the goal was encoded once), one step
-without caching (goal_encoder.onnx + policy.onnx, i.e. both images through a trunk), and the
-distance graph (distance.onnx, the operator's steps-to-goal). Weights are random: latency does not
+Per row: one robot step with the goal cached (policy.onnx only: the goal was encoded once; one
+trunk pass), one step without caching (goal_encoder.onnx + policy.onnx: the goal goes through the
+actor's and the critic's trunks, which are separate (paper C.1), plus the observation through the
+actor's: three trunk passes), and the distance graph (distance.onnx, the operator's steps-to-goal;
+one pass of the critic's trunk). Weights are random: latency does not
 depend on their values.
 """
 
@@ -72,8 +74,10 @@ def export_random_policy(out_dir: Path, image_size: int, agent_name: str = "mqe"
     )
 
 
-def open_session(path: Path, threads: int, opt_level: str) -> ort.InferenceSession:
+def open_session(path: Path, threads: int, opt_level: str, spin: bool = True) -> ort.InferenceSession:
     options = ort.SessionOptions()
+    # Spinning intra-op threads answer faster on an idle machine but burn the cores they wait on.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -82,21 +86,24 @@ def open_session(path: Path, threads: int, opt_level: str) -> ort.InferenceSessi
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def time_calls(call, iterations: int, warmup: int) -> np.ndarray:
+def time_calls(call, iterations: int, warmup: int) -> tuple[np.ndarray, np.ndarray]:
+    """Wall-clock and process CPU time of each call, in ms. On a shared machine the CPU time of a
+    one-thread session is what the call costs without competition; the wall time is what it got."""
     for _ in range(warmup):
         call()
-    times = np.empty(iterations)
+    wall, cpu = np.empty(iterations), np.empty(iterations)
     for i in range(iterations):
-        start = time.perf_counter()
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
         call()
-        times[i] = time.perf_counter() - start
-    return times * 1e3
+        wall[i], cpu[i] = time.perf_counter() - start_wall, time.process_time() - start_cpu
+    return wall * 1e3, cpu * 1e3
 
 
-def benchmark_export(policy_dir: Path, threads: int, opt_level: str, iterations: int, warmup: int) -> dict[str, np.ndarray]:
-    """Latencies (ms) of one cached step, one uncached step and one distance call at batch 1."""
-    goal_session = open_session(policy_dir / contract.GOAL_ENCODER_FILE, threads, opt_level)
-    policy_session = open_session(policy_dir / contract.POLICY_FILE, threads, opt_level)
+def benchmark_export(policy_dir: Path, threads: int, opt_level: str, iterations: int, warmup: int,
+                     spin: bool = True) -> dict[str, tuple]:
+    """(wall, CPU) times in ms of one cached step, one uncached step and one distance call at batch 1."""
+    goal_session = open_session(policy_dir / contract.GOAL_ENCODER_FILE, threads, opt_level, spin)
+    policy_session = open_session(policy_dir / contract.POLICY_FILE, threads, opt_level, spin)
     size = policy_session.get_inputs()[0].shape[1]
     rng = np.random.default_rng(0)
     observation = rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
@@ -113,7 +120,7 @@ def benchmark_export(policy_dir: Path, threads: int, opt_level: str, iterations:
 
     results = {"goal-cached step": time_calls(cached, iterations, warmup), "uncached step": time_calls(uncached, iterations, warmup)}
     if (policy_dir / contract.DISTANCE_FILE).exists():
-        distance_session = open_session(policy_dir / contract.DISTANCE_FILE, threads, opt_level)
+        distance_session = open_session(policy_dir / contract.DISTANCE_FILE, threads, opt_level, spin)
         embedding = goal_outputs[contract.CRITIC_GOAL_EMBEDDING]
         results["distance"] = time_calls(
             lambda: distance_session.run(None, {contract.OBSERVATION_IMAGE: observation, contract.CRITIC_GOAL_EMBEDDING: embedding}),
@@ -129,14 +136,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="128,256", help="native image sizes to export and time")
     parser.add_argument("--threads", default="1,2", help="onnxruntime intra-op thread counts")
     parser.add_argument("--opt-levels", default="all", help=f"graph optimisation levels among {','.join(OPT_LEVELS)}")
+    parser.add_argument("--spin", default="1", help="intra-op thread spinning, e.g. 1,0 to compare")
     parser.add_argument("--agent", default="mqe", help="agent to export (random init)")
     parser.add_argument("--trunk", default="resnet34", help="trunk of the random-init export")
+    parser.add_argument("--cache", help="keep the random-init exports in CACHE/<agent>_<trunk>_<size> and reuse them")
     parser.add_argument("--iterations", type=int, default=50, help="timed calls per cell")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls first")
     args = parser.parse_args(argv)
 
     threads = [int(t) for t in args.threads.split(",")]
     opt_levels = args.opt_levels.split(",")
+    spins = [bool(int(value)) for value in args.spin.split(",")]
     for level in opt_levels:
         if level not in OPT_LEVELS:
             parser.error(f"--opt-levels: unknown level {level!r}; choose from {', '.join(OPT_LEVELS)}")
@@ -146,23 +156,30 @@ def main(argv: list[str] | None = None) -> None:
             exports = [(Path(args.policy), "given")]
         else:
             exports = []
+            label = f"{args.agent}/{args.trunk} random init"
             for size in (int(s) for s in args.sizes.split(",")):
-                start = time.perf_counter()
-                exports.append((export_random_policy(Path(tmp) / f"size{size}", size, args.agent, args.trunk), f"{args.agent}/{args.trunk} random init"))
-                print(f"exported {args.agent}/{args.trunk} at {size}x{size} in {time.perf_counter() - start:.1f} s")
+                out_dir = Path(args.cache or tmp) / f"{args.agent}_{args.trunk}_{size}"
+                if not (out_dir / contract.POLICY_FILE).exists():
+                    start = time.perf_counter()
+                    export_random_policy(out_dir, size, args.agent, args.trunk)
+                    print(f"exported {label} at {size}x{size} in {time.perf_counter() - start:.1f} s")
+                exports.append((out_dir, label))
         print()
-        print(f"onnxruntime CPU latency at batch 1 ({args.iterations} calls after {args.warmup} warm-up), ms")
+        print(f"onnxruntime CPU latency at batch 1 ({args.iterations} calls after {args.warmup} warm-up), ms; "
+              "CPU p50 = process CPU time per call (all threads), which contention does not inflate")
         print()
-        print("| model | size | threads | graph opt | call | p50 | p90 | p99 |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| model | size | threads | spin | graph opt | call | p50 | p90 | p99 | CPU p50 |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for policy_dir, label in exports:
             size = int(open_session(policy_dir / contract.POLICY_FILE, 1, "disabled").get_inputs()[0].shape[1])
             for level in opt_levels:
                 for thread_count in threads:
-                    results = benchmark_export(policy_dir, thread_count, level, args.iterations, args.warmup)
-                    for call, times in results.items():
-                        p50, p90, p99 = np.percentile(times, [50, 90, 99])
-                        print(f"| {label} | {size} | {thread_count} | {level} | {call} | {p50:.1f} | {p90:.1f} | {p99:.1f} |", flush=True)
+                    for spin in spins if thread_count > 1 else spins[:1]:
+                        results = benchmark_export(policy_dir, thread_count, level, args.iterations, args.warmup, spin)
+                        for call, (wall, cpu) in results.items():
+                            p50, p90, p99 = np.percentile(wall, [50, 90, 99])
+                            print(f"| {label} | {size} | {thread_count} | {int(spin)} | {level} | {call} | {p50:.1f} "
+                                  f"| {p90:.1f} | {p99:.1f} | {np.median(cpu):.1f} |", flush=True)
 
 
 if __name__ == "__main__":
