@@ -3,12 +3,16 @@
     mqe-train --agent mqe --data-dir ~/tensorflow_datasets/bridge_dataset/1.0.0 --workdir runs/mqe
     mqe-train --config my.yaml --set agent.alpha=0.3 data.camera=image_1 --steps 1000
     torchrun --nproc_per_node 4 -m mqe.train --data-dir ... --workdir runs/mqe_4gpu
+    torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29400 -m mqe.train ...
 
 A run's workdir holds config.json, metrics.jsonl, tensorboard/ and checkpoints/. Starting again with
 the same workdir resumes from its newest readable checkpoint (bit-for-bit: model, optimizer, step,
 RNG states and the loaders' positions are restored). Under torchrun each rank reads its own shard
 stream (rank/world_size go to the loader), the agent is wrapped in DistributedDataParallel (nccl on
 GPU, gloo on CPU), and only rank 0 logs and writes checkpoints. `--set batch_size=N` is per rank.
+Across nodes the workdir must be on a shared filesystem: every rank resumes from rank 0's
+checkpoint, which holds each rank's loader position and RNG states (resume with the same world
+size). Each checkpoint also records every rank's parameter digest; a divergence stops the run.
 
 The loop itself is dataset-agnostic and reused by the OGBench benchmark on in-memory states:
 
