@@ -169,3 +169,13 @@ def test_mqe_run_refuses_bad_arguments_and_bad_inputs_with_one_line(tmp_path):
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("mqe-run")]
     assert lines == [f"mqe-run: refusing to start: {tmp_path / 'missing'}: no such policy directory (expected the output of mqe-export)"]
+
+
+def test_dds_profile_for_full_frames_is_set_unless_the_operator_chose_one():
+    path = system.dds_environment({})["FASTDDS_DEFAULT_PROFILES_FILE"]
+    assert Path(path).is_file() and "<segment_size>16777216</segment_size>" in Path(path).read_text()
+    assert set(system.dds_environment({"ROS_DISTRO": "humble"})) == {"FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"}
+    assert system.dds_environment({"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"}) == {}
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    setters = [c for c in ast.walk(tree) if isinstance(c, ast.comprehension) and ast.unparse(c.iter) == "system.dds_environment().items()"]
+    assert len(setters) == 1

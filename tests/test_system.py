@@ -366,3 +366,51 @@ def test_mqe_run_brings_up_the_launch_description_in_process(tmp_path):
                 pass
     finally:
         rclpy.try_shutdown(context=context)
+
+
+PROBE = """
+import sys, time, rclpy
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from mqe_policy.policy_node import CAMERA_QOS
+rclpy.init()
+node = Node("frame_probe")
+stamps = []
+node.create_subscription(Image, "camera/image_raw", lambda m: stamps.append(time.time()), CAMERA_QOS)
+deadline = time.time() + 20
+while time.time() < deadline and not stamps:
+    rclpy.spin_once(node, timeout_sec=0.1)
+stamps.clear()
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    rclpy.spin_once(node, timeout_sec=0.05)
+print(len(stamps))
+"""
+
+
+def test_full_size_frames_cross_processes_at_the_camera_rate(tmp_path):
+    """640x480 rgb8 frames (921,600 bytes) exceed Fast DDS's default shared-memory segment; with the
+    system's DDS profile they arrive at the camera's rate in another process, with policy QoS."""
+    import cv2
+
+    from mqe_policy import system
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(30):
+        cv2.imwrite(str(folder / f"{index:02d}.png"), rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+    env = {key: value for key, value in os.environ.items() if "PROFILES_FILE" not in key}
+    env.update(system.dds_environment(env))
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"].endswith("fastdds_large_frames.xml")
+    camera = subprocess.Popen([sys.executable, "-m", "widowx_bridge.camera_node", "--ros-args", "-p", "source:=replay",
+                               "-p", f"replay_path:={folder}", "-p", "rate_hz:=30.0"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        probe = subprocess.run([sys.executable, "-c", PROBE, "4"], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        camera.terminate()
+        camera.wait(timeout=10)
+    assert probe.returncode == 0, probe.stderr
+    frames_per_second = int(probe.stdout.strip().splitlines()[-1]) / 4
+    assert frames_per_second >= 20, f"{frames_per_second} of 30 frames/s arrived"

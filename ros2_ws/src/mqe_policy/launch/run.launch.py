@@ -7,7 +7,7 @@ plain-Python runner `mqe-run` uses as well.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -39,6 +39,7 @@ def generate_launch_description():
                 DeclareLaunchArgument(argument.name, default_value=argument.default, description=argument.description)
                 for argument in system.LAUNCH_ARGUMENTS
             ),
+            *(SetEnvironmentVariable(name, value) for name, value in system.dds_environment().items()),
             OpaqueFunction(function=_nodes),
         ]
     )

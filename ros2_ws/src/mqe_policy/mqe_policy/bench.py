@@ -7,7 +7,8 @@ timing does not depend on the weights). Then a replay camera (640x480 frames) an
 in this process and the policy node runs in its own process, exactly as `ros2 run` starts it, all
 over DDS on a private loopback domain. Reported per run:
   latency   frame stamp -> action received by the arm side (what the arm waits for)
-  period    interval between consecutive actions (target 200 ms at 5 Hz)
+  period    interval between consecutive actions as received (target 200 ms at 5 Hz), and the
+            policy's own control tick period (policy/tick_period_ms): the clock itself
   frame age age of the newest frame at each tick (policy/frame_age): a backlog would make it grow
   inference the policy graph's run time (policy/inference_latency_ms)
   CPU       % of one core, policy process and camera+arm process, over the measured window
@@ -96,10 +97,11 @@ def run_once(model: Path, frames: Path, goal: Path, camera_rate: float, seconds:
         def __init__(self, context):
             super().__init__("closed_loop_bench", context=context)
             self.recording = False
-            self.actions, self.frame_ages, self.inference = [], [], []
+            self.actions, self.frame_ages, self.inference, self.ticks = [], [], [], []
             self.create_subscription(JointState, topics.ACTION, self._on_action, 100)
             self.create_subscription(Float32, topics.FRAME_AGE_S, self._keep(self.frame_ages), 100)
             self.create_subscription(Float32, topics.INFERENCE_LATENCY_MS, self._keep(self.inference), 100)
+            self.create_subscription(Float32, topics.TICK_PERIOD_MS, self._keep(self.ticks), 100)
 
         def _keep(self, series):
             return lambda msg: series.append(msg.data) if self.recording else None
@@ -132,7 +134,8 @@ def run_once(model: Path, frames: Path, goal: Path, camera_rate: float, seconds:
                 raise RuntimeError(f"the policy node did not start: {policy.stderr.read().strip()}")
             time.sleep(0.1)
         time.sleep(2.0)  # warm-up: onnxruntime's first runs allocate
-        recorder.actions.clear(), recorder.frame_ages.clear(), recorder.inference.clear()
+        for series in (recorder.actions, recorder.frame_ages, recorder.inference, recorder.ticks):
+            series.clear()
         started, policy_cpu, own_cpu = time.monotonic(), cpu_seconds(policy.pid), cpu_seconds(os.getpid())
         time.sleep(seconds)
         load = os.getloadavg()[0]  # other work on the machine: the figures are only as good as this
@@ -164,6 +167,9 @@ def run_once(model: Path, frames: Path, goal: Path, camera_rate: float, seconds:
         "period_p50": percentile(np.diff(received) * 1e3, 50),
         "period_p1": percentile(np.diff(received) * 1e3, 1),
         "period_p99": percentile(np.diff(received) * 1e3, 99),
+        "tick_p50": percentile(recorder.ticks, 50),
+        "tick_p1": percentile(recorder.ticks, 1),
+        "tick_p99": percentile(recorder.ticks, 99),
         "frame_age_p50": percentile(np.array(recorder.frame_ages) * 1e3, 50),
         "frame_age_p99": percentile(np.array(recorder.frame_ages) * 1e3, 99),
         "inference_p50": percentile(recorder.inference, 50),
@@ -187,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["ROS_DOMAIN_ID"] = str(options.domain_id if options.domain_id is not None else random.randint(102, 200))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ["ROS_LOCALHOST_ONLY"] = "1"
+    from mqe_policy import system
+
+    system.apply_dds_environment()  # full 640x480 frames through shared memory, as in run.launch.py
     sizes = [int(s) for s in options.sizes.split(",")]
     rates = [float(r) for r in options.camera_rates.split(",")]
     rows = []
@@ -204,12 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     cpu_count = os.cpu_count()
     print(f"\nClosed loop, sim arm + replay camera (640x480) + ResNet34 MQE policy (onnxruntime, {options.threads} threads); "
           f"{platform.processor() or platform.machine()}, {cpu_count} CPUs; {options.seconds:g} s per row.\n")
-    print("| size | camera Hz | actions | rate Hz | latency p50 / p99 ms | period p50 / p99 ms (p1) | "
+    print("| size | camera Hz | actions | rate Hz | latency p50 / p99 ms | action period p50 / p99 ms (p1) | "
+          "tick period p50 / p99 ms (p1) | "
           "frame age p50 / p99 ms | latency 1st / 2nd half p50 ms | inference p50 ms | CPU % policy / camera+arm | load avg |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size, rate, r in rows:
         print(f"| {size} | {rate:g} | {r['actions']} | {r['rate_hz']:.2f} | {r['latency_p50']:.1f} / {r['latency_p99']:.1f} | "
               f"{r['period_p50']:.1f} / {r['period_p99']:.1f} ({r['period_p1']:.1f}) | "
+              f"{r['tick_p50']:.1f} / {r['tick_p99']:.1f} ({r['tick_p1']:.1f}) | "
               f"{r['frame_age_p50']:.1f} / {r['frame_age_p99']:.1f} | "
               f"{r['latency_first_half_p50']:.1f} / {r['latency_second_half_p50']:.1f} | {r['inference_p50']:.1f} | "
               f"{r['policy_cpu']:.0f} / {r['camera_arm_cpu']:.0f} | {r['load']:.1f} |")

@@ -79,6 +79,7 @@ class Feedback:
     frame_latency_ms: float  # last frame's stamp -> its action published (NaN before the first)
     frame_age_s: float  # now - stamp of the newest frame at the last tick (NaN before the first frame)
     rate_hz: float  # achieved action rate over the last few actions (0 when not publishing)
+    tick_period_ms: float  # time between the last two ticks: the control clock itself (NaN before two)
     actions_published: int
     ticks: int
     ticks_skipped_busy: int  # inference still running at the tick
@@ -114,6 +115,7 @@ class PolicyLoop:
         self._pending_frame: tuple[Frame, np.ndarray, float] | None = None  # + perf_counter at dispatch
         self._distance_seconds = 0.0  # run time of the last steps-to-goal evaluation
         self._ticks_since_feedback = 0
+        self._last_tick: float | None = None
         self._pending_goal: np.ndarray | None = None
         self._busy = False
         self._closed = False
@@ -124,7 +126,7 @@ class PolicyLoop:
         self._publish_times: collections.deque[float] = collections.deque(maxlen=11)
         self._fb = dict(
             steps_to_goal=float("nan"), latency_ms=float("nan"), frame_latency_ms=float("nan"),
-            frame_age_s=float("nan"), actions_published=0, ticks=0, ticks_skipped_busy=0,
+            frame_age_s=float("nan"), tick_period_ms=float("nan"), actions_published=0, ticks=0, ticks_skipped_busy=0,
             ticks_blocked=0, feedback_skipped=0, errors=0, goal_version=0,
         )  # fmt: skip
         self._worker = threading.Thread(target=self._run_worker, name="policy-inference", daemon=True)
@@ -169,6 +171,9 @@ class PolicyLoop:
         now = self._clock()
         with self._lock:
             self._fb["ticks"] += 1
+            if self._last_tick is not None:
+                self._fb["tick_period_ms"] = (now - self._last_tick) * 1e3
+            self._last_tick = now
             frame = self._newest
             if frame is not None:
                 self._fb["frame_age_s"] = now - frame.stamp

@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"goal: {goal}")
     target = np.asarray(options.target)
 
+    from mqe_policy import system
+
+    system.apply_dds_environment()
     rclpy.init(args=["mqe-demo"])
     try:
         arguments = {"goal": str(goal), "model": str(export), "use_sim": "true", "camera": "sim"}

@@ -102,6 +102,7 @@ class PolicyNode(Node):
                 ("frame_latency_ms", topics.FRAME_LATENCY_MS),
                 ("frame_age_s", topics.FRAME_AGE_S),
                 ("rate_hz", topics.RATE_HZ),
+                ("tick_period_ms", topics.TICK_PERIOD_MS),
             )
         }
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
@@ -169,7 +170,7 @@ class PolicyNode(Node):
         feedback = self.loop.feedback()
         self.feedback_pubs["state"].publish(String(data=feedback.state))
         self.feedback_pubs["reason"].publish(String(data=feedback.reason))
-        for name in ("steps_to_goal", "latency_ms", "frame_latency_ms", "frame_age_s", "rate_hz"):
+        for name in ("steps_to_goal", "latency_ms", "frame_latency_ms", "frame_age_s", "rate_hz", "tick_period_ms"):
             self.feedback_pubs[name].publish(Float32(data=float(getattr(feedback, name))))
 
     def _publish_action(self, action: np.ndarray, stamp: float) -> None:

@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     except system.SystemArgumentError as error:
         print(f"mqe-run: {error}", file=sys.stderr)
         return 2
+    system.apply_dds_environment()
     rclpy.init(args=["mqe-run", *argv[split:]])
     try:
         with InProcessSystem(arguments) as running:

@@ -70,6 +70,21 @@ def config_dir(package: str = PACKAGE) -> Path:
         return source
 
 
+def dds_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Environment for every process of the system: the Fast DDS profile that carries full camera
+    frames (config/fastdds_large_frames.xml), unless the operator already chose a profile. Humble's
+    Fast DDS 2.6 reads FASTRTPS_DEFAULT_PROFILES_FILE; later releases read FASTDDS_..."""
+    names = ["FASTDDS_DEFAULT_PROFILES_FILE"] + (["FASTRTPS_DEFAULT_PROFILES_FILE"] if environ.get("ROS_DISTRO") == "humble" else [])
+    if any(environ.get(name) for name in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")):
+        return {}
+    return {name: str(config_dir() / "fastdds_large_frames.xml") for name in names}
+
+
+def apply_dds_environment() -> None:
+    """Set dds_environment() in this process; call before the first rclpy.init (DDS reads it once)."""
+    os.environ.update(dds_environment())
+
+
 CAMERA_SOURCES = ("realsense", "usb", "replay", "sim")
 ROBOT_MODELS = ("wx250s", "wx250")
 

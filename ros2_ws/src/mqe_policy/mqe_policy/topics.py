@@ -16,6 +16,7 @@ INFERENCE_LATENCY_MS = "policy/inference_latency_ms"  # std_msgs/Float32: policy
 FRAME_LATENCY_MS = "policy/frame_latency_ms"  # std_msgs/Float32: frame stamp -> action published
 FRAME_AGE_S = "policy/frame_age"  # std_msgs/Float32: seconds, now - newest frame stamp at the tick
 RATE_HZ = "policy/rate_hz"  # std_msgs/Float32: achieved action rate
+TICK_PERIOD_MS = "policy/tick_period_ms"  # std_msgs/Float32: time between the last two control ticks
 DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray, once per second
 
 # services (std_srvs/Trigger)
