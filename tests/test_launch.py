@@ -179,3 +179,11 @@ def test_dds_profile_for_full_frames_is_set_unless_the_operator_chose_one():
     tree = ast.parse(LAUNCH_FILE.read_text())
     setters = [c for c in ast.walk(tree) if isinstance(c, ast.comprehension) and ast.unparse(c.iter) == "system.dds_environment().items()"]
     assert len(setters) == 1
+
+
+def test_model_defaults_to_the_demo_policy_or_mqe_model(monkeypatch):
+    monkeypatch.delenv("MQE_MODEL", raising=False)
+    assert system.resolve_arguments({})["model"] == str(REPO / "artifacts" / "demo" / "export")
+    monkeypatch.setenv("MQE_MODEL", "/opt/policies/drawer")
+    assert system.resolve_arguments({})["model"] == "/opt/policies/drawer"
+    assert system.resolve_arguments({"model": "/x"})["model"] == "/x"

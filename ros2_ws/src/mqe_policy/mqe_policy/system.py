@@ -56,6 +56,11 @@ def default_goal_dir() -> Path:
     return Path(os.environ["MQE_GOAL_DIR"]) if os.environ.get("MQE_GOAL_DIR") else find_repository_dir("goal_images")
 
 
+def default_model_dir() -> Path:
+    """$MQE_MODEL, else the demo policy that mqe-demo / python -m mqe.demo leave in artifacts/demo/export."""
+    return Path(os.environ["MQE_MODEL"]) if os.environ.get("MQE_MODEL") else find_repository_dir("artifacts") / "demo" / "export"
+
+
 def config_dir(package: str = PACKAGE) -> Path:
     """A package's config/ directory: its installed share directory under ROS, else the source tree
     (editable installs next to this package in ros2_ws/src)."""
@@ -91,7 +96,7 @@ ROBOT_MODELS = ("wx250s", "wx250")
 LAUNCH_ARGUMENTS: tuple[Argument, ...] = (
     Argument("goal", "", "goal image: a file name in goal_dir (e.g. drawer.png) or a path"),
     Argument("goal_dir", "", "directory of goal images (default: $MQE_GOAL_DIR, else the repository's goal_images/)"),
-    Argument("model", "", "policy directory written by mqe-export (goal_encoder.onnx, policy.onnx, distance.onnx)"),
+    Argument("model", "", "policy directory written by mqe-export (default: $MQE_MODEL, else the repository's artifacts/demo/export made by mqe-demo)"),
     Argument("robot_model", "wx250s", "arm: wx250s (6-DOF, the BridgeData V2 arm) or wx250 (5-DOF)", ROBOT_MODELS),
     Argument("use_sim", "false", "true: simulated arm (and sim camera unless camera is given); false: the Interbotix arm", ("true", "false")),
     Argument("camera", "", "camera source: realsense | usb | replay | sim (default: sim with use_sim:=true, else realsense)", ("",) + CAMERA_SOURCES),
@@ -137,6 +142,8 @@ def resolve_arguments(values: Mapping[str, str]) -> dict[str, str]:
             )
     for name in ("rate_hz", "camera_rate_hz"):
         _positive_float(name, resolved[name])
+    if not resolved["model"]:
+        resolved["model"] = str(default_model_dir())
     if not resolved["camera"]:
         resolved["camera"] = "sim" if resolved["use_sim"] == "true" else "realsense"
     if resolved["camera"] == "replay" and not resolved["camera_path"]:
