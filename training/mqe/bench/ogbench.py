@@ -133,7 +133,7 @@ def run_one(agent_name: str, seed: int, args, train_path: Path, val_path: Path, 
         if seed == args.first_seed:
             goal = maze.ij_to_xy(evaluator.envs[0].unwrapped.task_infos[0]["goal_ij"])
             plot_distance_heatmap(agent, maze, goal, out / f"distance_{agent_name}.png",
-                                  title=f"{agent_name} on {args.env}, {args.steps} steps: d(s, g), goal of task 1")
+                                  title=f"{agent_name}, {args.env}, {args.steps} steps:\nd(s, g) to the goal of task 1")
     result = last_result["result"]
     return RunResult(agent_name, seed, args.steps, result.success, result.success_by_task, curve,
                      round(train_seconds, 1), round(eval_seconds, 1), round(args.steps / train_seconds, 2),

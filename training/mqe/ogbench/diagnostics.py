@@ -72,11 +72,11 @@ def plot_distance_heatmap(
     distance = critic_distances(agent, points, goals).reshape(free.shape)
     distance = np.where(free, distance, np.nan)
 
-    figure, axes = plt.subplots(figsize=(5, 5 * len(ys) / len(xs) + 0.4))
+    figure, axes = plt.subplots(figsize=(6, 5 * len(ys) / len(xs) + 0.4))
     image = axes.imshow(distance, origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]), cmap="viridis")
     axes.plot(*np.asarray(goal_xy)[:2], marker="*", color="red", markersize=14)
     figure.colorbar(image, ax=axes, label="d(s, g)")
-    axes.set_title(title or f"{agent.name}: d(s, g) to the starred goal")
+    axes.set_title(title or f"{agent.name}: d(s, g) to the starred goal", fontsize=10)
     axes.set_xticks([])
     axes.set_yticks([])
     path = Path(path)
