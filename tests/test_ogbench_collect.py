@@ -1,4 +1,5 @@
-"""OGBench pointmaze: maze BFS, the collector's recipe and files, the evaluator, the in-memory dataset."""
+"""OGBench pointmaze: maze BFS, the collector's recipe and files, the evaluator, the in-memory dataset,
+the quasimetric diagnostics."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 
 from mqe.data.batch import BATCH_KEYS
 from mqe.data.goal_sampling import get_config as goal_sampling_config
@@ -19,6 +21,7 @@ from mqe.ogbench.collect import (
     make_env,
 )
 from mqe.ogbench.dataset import OGBenchDataset, final_indices
+from mqe.ogbench.diagnostics import distance_rank_correlation, plot_distance_heatmap
 from mqe.ogbench.evaluate import Evaluator, expert_policy
 from mqe.ogbench.maze import UNREACHABLE, Maze
 
@@ -165,3 +168,38 @@ def test_dataset_rejects_malformed_files(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="junk.npz"):
         OGBenchDataset(tmp_path / "junk.npz", 4, goal_sampling_config())
+
+
+class CellDistanceCritic(torch.nn.Module):
+    """A critic whose distance is a given function of the two positions (to check the diagnostics)."""
+
+    name = "cell_distance"
+    has_distance = True
+
+    def __init__(self, distance):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the module a device
+        self.distance = distance
+
+    def encode_critic_goal(self, goals):
+        return goals
+
+    def distance_to_goal_embedding(self, observations, goals):
+        return torch.as_tensor(self.distance(observations.numpy(), goals.numpy()), dtype=torch.float32)
+
+
+def test_spearman_diagnostic_is_one_for_the_true_distance_and_near_zero_for_noise(medium_maze, tmp_path):
+    rng = np.random.default_rng(0)
+    states = np.concatenate(
+        [medium_maze.ij_to_xy(cell) + rng.uniform(-1.5, 1.5, (20, 2)) for cell in medium_maze.free_cells]
+    ).astype(np.float32)
+
+    def bfs_distance(s, g):
+        return medium_maze.distances[medium_maze.xy_to_cell_numbers(s), medium_maze.xy_to_cell_numbers(g)]
+
+    true_critic = CellDistanceCritic(bfs_distance)
+    assert distance_rank_correlation(true_critic, medium_maze, states, rng, pairs=500) == pytest.approx(1.0)
+    noise_critic = CellDistanceCritic(lambda s, g: rng.random(len(s)))
+    assert abs(distance_rank_correlation(noise_critic, medium_maze, states, rng, pairs=2000)) < 0.1
+    path = plot_distance_heatmap(true_critic, medium_maze, medium_maze.ij_to_xy((6, 6)), tmp_path / "d.png")
+    assert path.stat().st_size > 1000
