@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
 
     import rclpy
+    from rclpy.signals import SignalHandlerOptions
 
     from mqe.demo import DEMO_STEPS, ensure_demo_policy
     from mqe_policy.run import InProcessSystem
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from mqe_policy import system
 
     system.apply_dds_environment()
-    rclpy.init(args=["mqe-demo"])
+    rclpy.init(args=["mqe-demo"], signal_handler_options=SignalHandlerOptions.NO)
     try:
         arguments = {"goal": str(goal), "model": str(export), "use_sim": "true", "camera": "sim"}
         with InProcessSystem(arguments) as running:

@@ -20,6 +20,7 @@ from typing import Mapping
 import rclpy
 import yaml
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 
 from mqe_policy import system
 
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mqe-run: {error}", file=sys.stderr)
         return 2
     system.apply_dds_environment()
-    rclpy.init(args=["mqe-run", *argv[split:]])
+    # Ctrl-C reaches this thread as KeyboardInterrupt, so the nodes are destroyed before the context.
+    rclpy.init(args=["mqe-run", *argv[split:]], signal_handler_options=SignalHandlerOptions.NO)
     try:
         with InProcessSystem(arguments) as running:
             print(f"mqe-run: running {', '.join(running.nodes)}; Ctrl-C stops", file=sys.stderr)
