@@ -41,6 +41,7 @@ def test_benchmark_smoke_run_of_every_agent(tmp_path, capsys):
     ])
     printed = capsys.readouterr().out
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
+    assert "NaN" not in (out / "results.json").read_text()  # strict JSON for report tooling
     results = json.loads((out / "results.json").read_text())
     assert results["format"] == "mqe.bench.ogbench/1" and results["complete"] and results["steps"] == 4
     assert results["dataset"]["recipe"]["episodes"] == 10

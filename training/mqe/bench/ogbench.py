@@ -55,9 +55,10 @@ def machine_description() -> dict:
     }
 
 
-def mean_and_standard_error(values: list[float]) -> tuple[float, float]:
+def mean_and_standard_error(values: list[float]) -> tuple[float, float | None]:
+    """Mean and standard error over seeds; None for the error of a single seed (strict JSON: no NaN)."""
     values = np.asarray(values, np.float64)
-    error = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+    error = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
     return float(values.mean()), error
 
 
@@ -130,6 +131,9 @@ def run_one(agent_name: str, seed: int, args, train_path: Path, val_path: Path, 
     if agent.has_distance:
         states = val_dataset.observations
         spearman = distance_rank_correlation(agent, maze, states, np.random.default_rng(seed), SPEARMAN_PAIRS)
+        if not np.isfinite(spearman):  # constant distances have no rank correlation
+            print(f"[{agent_name} seed {seed}] Spearman undefined: constant distances", file=sys.stderr)
+            spearman = None
         if seed == args.first_seed:
             goal = maze.ij_to_xy(evaluator.envs[0].unwrapped.task_infos[0]["goal_ij"])
             plot_distance_heatmap(agent, maze, goal, out / f"distance_{agent_name}.png",
@@ -164,7 +168,8 @@ def markdown_table(summary: dict[str, dict], steps: int, machine: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for agent, row in summary.items():
-        error = "n/a" if np.isnan(row["success_standard_error"]) else f"{100 * row['success_standard_error']:.1f}"
+        error = row["success_standard_error"]
+        error = "n/a" if error is None or np.isnan(error) else f"{100 * error:.1f}"
         spearman = f"{row['spearman']:.3f}" if row["spearman"] is not None else "—"
         lines.append(
             f"| {agent} | {100 * row['success_mean']:.1f} ± {error} | {row['seeds']} | {steps} | "
@@ -306,7 +311,7 @@ def main(argv: list[str] | None = None) -> dict:
             runs=[dataclasses.asdict(run) for run in runs],
             written=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
-        atomic_write_bytes(out / "results.json", lambda f: f.write(json.dumps(results, indent=2).encode()))
+        atomic_write_bytes(out / "results.json", lambda f: f.write(json.dumps(results, indent=2, allow_nan=False).encode()))
         return results
 
     for agent_name in args.agent_names:
