@@ -173,6 +173,7 @@ def test_achieved_rate_is_reported(harness):
         harness.frame(age=0.0)
         harness.step(0.2)
     assert harness.loop.feedback().rate_hz == pytest.approx(5.0, rel=1e-6)
+    assert harness.loop.feedback().tick_period_ms == pytest.approx(200.0)
     harness.clock.now += 1.0  # nothing published for 5 periods: the rate drops to 0
     assert harness.loop.feedback().rate_hz == 0.0
 
