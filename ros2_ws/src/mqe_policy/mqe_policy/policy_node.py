@@ -23,7 +23,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32, String
 from std_srvs.srv import Trigger
 
-from mqe.contract import ACTION_NAMES, PolicyArtifactError
+from mqe.contract import ACTION_FRAME, ACTION_NAMES, PolicyArtifactError
 from mqe.runtime import GoalImageError, OnnxPolicy, load_goal_image
 from mqe_policy import topics
 from mqe_policy.control import Frame, LoopConfig, Mode, PolicyLoop
@@ -177,7 +177,7 @@ class PolicyNode(Node):
         msg = JointState()
         msg.header.stamp.sec = int(math.floor(stamp))
         msg.header.stamp.nanosec = min(int(round((stamp - math.floor(stamp)) * 1e9)), 999_999_999)
-        msg.header.frame_id = "base"
+        msg.header.frame_id = ACTION_FRAME  # deltas are in the arm base frame (mqe.contract)
         msg.name = list(ACTION_NAMES)
         msg.position = [float(value) for value in action]
         self.action_pub.publish(msg)
