@@ -321,6 +321,8 @@ def test_policy_node_refuses_to_start_with_one_line(tmp_path):
         ((f"model:={export}", f"goal:={tmp_path / 'nope.png'}"), "no such file"),
         ((f"model:={export}", f"goal:={tmp_path / 'empty.png'}"), "file is empty"),
         ((f"model:={export}", "goal:=text.png", f"goal_dir:={tmp_path}"), "not a readable image"),
+        ((f"model:={exported_policy('nan')}", f"goal:={goal}"), "goal encoder produced non-finite"),
+        ((f"model:={export}", f"goal:={goal}", "rate_hz:=0.0"), "rate_hz must be > 0"),
     ]
     for parameters, expected in cases:
         args = [word for parameter in parameters for word in ("-p", parameter)]

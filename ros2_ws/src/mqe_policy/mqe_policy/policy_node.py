@@ -24,7 +24,7 @@ from std_msgs.msg import Float32, String
 from std_srvs.srv import Trigger
 
 from mqe.contract import ACTION_FRAME, ACTION_NAMES, PolicyArtifactError
-from mqe.runtime import GoalImageError, OnnxPolicy, load_goal_image
+from mqe.runtime import GoalImageError, NonFiniteOutputError, OnnxPolicy, load_goal_image
 from mqe_policy import topics
 from mqe_policy.control import Frame, LoopConfig, Mode, PolicyLoop
 from mqe_policy.system import default_goal_dir
@@ -207,7 +207,8 @@ def main(args=None) -> int:
     try:
         try:
             node = PolicyNode()
-        except ValueError as error:  # PolicyArtifactError, GoalImageError, bad parameter values
+        except (ValueError, NonFiniteOutputError) as error:  # PolicyArtifactError, GoalImageError, bad
+            # parameter values, or a goal the model encodes to NaN/Inf
             print(f"{NODE_NAME}: refusing to start: {error}", file=sys.stderr)
             return 2
         executor = MultiThreadedExecutor(num_threads=3)
