@@ -21,18 +21,19 @@ import numpy as np
 
 from mqe import contract
 
-DEMO_STEPS = 300  # optimizer steps: enough for the losses to move, ~1-2 minutes on 2 CPU cores
+DEMO_STEPS = 500  # optimizer steps: enough for the losses to move, about a minute of CPU
 DEMO_IMAGE_SIZE = 64  # native policy size of the demo (the dataset is rendered at 128)
 DEMO_OVERRIDES = [  # small_conv MQE that trains at a few steps/s on 2 cores
     f"data.image_size={DEMO_IMAGE_SIZE}",
-    "data.buffer_episodes=16",
-    "batch_size=16",
+    "data.buffer_episodes=32",
+    "batch_size=32",
     "log_every=25",
     "val_every=100",
     "val_batches=1",
     "checkpoint_every=100",
     "keep_checkpoints=1",
     "device=cpu",
+    "cpu_threads=1",  # a model this small gains nothing from intra-op threads; spinning ones cost 5x here
     "agent.trunk=small_conv",
     "agent.small_conv_channels=[16,32,64]",
     "agent.latent_dim=64",

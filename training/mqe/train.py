@@ -92,6 +92,7 @@ def get_config() -> dict:
         agent_name="mqe",  # agent to train: mqe | gcbc | gciql | qrl
         batch_size=128,  # transitions per optimizer step and rank (paper Table 4)
         device="auto",  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+        cpu_threads=0,  # torch intra-op threads (0 = torch's default); 1 suits small models on a busy CPU
         workdir="runs/mqe_bridge",  # run directory: config, metrics, TensorBoard, checkpoints
         control_rate_hz=contract.DEFAULT_CONTROL_RATE_HZ,  # robot control rate written into the export
         **get_fit_config(),
@@ -436,6 +437,8 @@ def train(config: dict, resume: str = "auto") -> Path:
     from mqe.data.loader import BridgeLoader
 
     rank, world_size, device = setup_distributed(config["device"])
+    if config["cpu_threads"] > 0:
+        torch.set_num_threads(int(config["cpu_threads"]))
     workdir = Path(config["workdir"])
     if resume == "never" and ckpt.list_checkpoints(workdir):
         raise SystemExit(f"{workdir} already holds checkpoints; use another --workdir or --resume auto")

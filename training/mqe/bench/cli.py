@@ -73,6 +73,9 @@ def data_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decode-threads", type=int, default=2, help="loader JPEG decode threads")
     parser.add_argument("--loader-batches", type=int, default=20, help="timed loader batches (after 10 warm-up)")
     parser.add_argument("--train-steps", type=int, default=2, help="timed train steps (after 1 warm-up)")
+    parser.add_argument("--train-batch-size", type=int, default=None,
+                        help="batch of the timed train step (default: --batch-size). ResNet34 at batch 128 needs "
+                             "~20 GB of activations at 256 px on CPU; samples/s barely depends on the batch there")
     parser.add_argument("--device", default="auto", help="device of the train step")
     args = parser.parse_args(argv)
 
@@ -82,19 +85,19 @@ def data_main(argv: list[str] | None = None) -> int:
         for size in (int(s) for s in args.image_sizes.split(",")):
             loader = measure_loader(data_dir, args.batch_size, size, args.decode_threads, args.loader_batches, 10,
                                     overrides=("buffer_episodes=64", "refresh_per_batch=4.0"))
-            step = measure_train_step(data_dir, args.agent, args.trunk, args.batch_size, size, args.train_steps,
-                                      device=args.device)
+            step = measure_train_step(data_dir, args.agent, args.trunk, args.train_batch_size or args.batch_size, size,
+                                      args.train_steps, device=args.device)
             rows.append((size, loader, step))
     print(f"Machine: {machine_description()}")
     print(f"Data: {args.data_dir or 'synthetic bridge_dataset, 256 px JPEGs, 96 episodes x 35 steps'}; "
-          f"batch {args.batch_size}; loader streaming (buffer 64 episodes, 4 replaced per batch)")
+          f"loader batch {args.batch_size}, streaming (buffer 64 episodes, 4 replaced per batch)")
     print()
-    print("| size | loader threads | loader samples/s | train step (agent/trunk, device) | train samples/s | train steps/s | bottleneck |")
+    print("| size | loader threads | loader samples/s | train step (agent/trunk, device, batch) | train samples/s | train steps/s | bottleneck |")
     print("|---|---|---|---|---|---|---|")
     for size, loader, step in rows:
         bottleneck = "loader" if loader["samples_per_s"] < step["samples_per_s"] else "train step"
         print(f"| {size} | {loader['decode_threads']} | {loader['samples_per_s']:.0f} | {step['agent']}/{step['trunk']}, "
-              f"{step['device']} | {step['samples_per_s']:.1f} | {step['steps_per_s']:.3f} | {bottleneck} |")
+              f"{step['device']}, {step['batch_size']} | {step['samples_per_s']:.1f} | {step['steps_per_s']:.3f} | {bottleneck} |")
     return 0
 
 
