@@ -12,6 +12,11 @@ traced into each graph. The batch axis is dynamic. Every file carries the contra
 validated with onnx.checker, and is written atomically; the three files of one export share an
 export id so the runtime can refuse a mix of exports.
 
+Exporter: torch.export in strict (TorchDynamo) mode, then torch.onnx.export's dynamo path at opset
+18. The non-strict default specialises `len(x)` to the example batch; strict capture keeps it
+symbolic, and a graph whose batch axis still came out fixed is refused. BatchNorm is folded into
+the convolutions by the exporter's optimiser (no BatchNormalization node remains).
+
 Python API: `export_agent(agent, out_dir, *, image_size, camera, action_stats, gamma, control_rate_hz,
 training_config, dataset_fingerprint, train_step) -> Path` and `check_parity(agent, out_dir, ...)`.
 """
