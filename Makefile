@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench-inference bench-data bench-ogbench clean
+.PHONY: install demo test bench-inference bench-data bench-closed-loop bench-ogbench clean
 
 install: $(STAMP)
 
@@ -19,7 +19,7 @@ $(STAMP): training/pyproject.toml requirements-dev.txt ros2_ws/src/mqe_policy/se
 	touch $@
 
 demo: install
-	$(PY) -m mqe.demo
+	$(PY) -m mqe_policy.demo
 
 test: install
 	$(PY) -m pytest tests -q
@@ -29,6 +29,9 @@ bench-inference: install
 
 bench-data: install
 	$(PY) -m mqe.bench.cli data
+
+bench-closed-loop: install
+	$(PY) -m mqe_policy.bench
 
 bench-ogbench: install
 	$(PY) -m mqe.bench.cli ogbench

@@ -47,12 +47,26 @@ def load_goal_image(path: str | os.PathLike) -> np.ndarray:
     return contract.check_rgb_image(rgb, f"goal image {path}")
 
 
-def _open_session(path: Path, threads: int) -> ort.InferenceSession:
+OPTIMIZATION_LEVELS = {
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def open_session(path: Path, threads: int, optimization_level: str = "all", spin: bool = False) -> ort.InferenceSession:
+    """The one way a policy graph is opened, by the robot and by the benchmarks.
+
+    Spinning intra-op threads answer faster on an idle machine but burn the cores they wait on; the
+    robot PC shares its cores with the camera and arm nodes, and on a shared 2-core machine spinning
+    doubled the latency (mqe-bench inference: 48 ms spinning vs 26 ms not, ResNet34 at 128 px)."""
     options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization_level]
     options.log_severity_level = 3  # errors only; warnings about unused initialisers are noise here
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
@@ -149,7 +163,7 @@ class OnnxPolicy:
 
     @staticmethod
     def _load(path: Path, role: str, threads: int) -> tuple[ort.InferenceSession, dict]:
-        session = _open_session(path, threads)
+        session = open_session(path, threads)
         metadata = session.get_modelmeta().custom_metadata_map
         return session, contract.check_policy_metadata(metadata, str(path), role)
 

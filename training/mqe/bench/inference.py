@@ -26,13 +26,8 @@ import numpy as np
 import onnxruntime as ort
 
 from mqe import contract
+from mqe.runtime import OPTIMIZATION_LEVELS, open_session
 
-OPT_LEVELS = {
-    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-}
 
 
 def machine_description() -> str:
@@ -74,18 +69,6 @@ def export_random_policy(out_dir: Path, image_size: int, agent_name: str = "mqe"
     )
 
 
-def open_session(path: Path, threads: int, opt_level: str, spin: bool = True) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    # Spinning intra-op threads answer faster on an idle machine but burn the cores they wait on.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = OPT_LEVELS[opt_level]
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-
 def time_calls(call, iterations: int, warmup: int) -> tuple[np.ndarray, np.ndarray]:
     """Wall-clock and process CPU time of each call, in ms. On a shared machine the CPU time of a
     one-thread session is what the call costs without competition; the wall time is what it got."""
@@ -100,7 +83,7 @@ def time_calls(call, iterations: int, warmup: int) -> tuple[np.ndarray, np.ndarr
 
 
 def benchmark_export(policy_dir: Path, threads: int, opt_level: str, iterations: int, warmup: int,
-                     spin: bool = True) -> dict[str, tuple]:
+                     spin: bool = False) -> dict[str, tuple]:
     """(wall, CPU) times in ms of one cached step, one uncached step and one distance call at batch 1."""
     goal_session = open_session(policy_dir / contract.GOAL_ENCODER_FILE, threads, opt_level, spin)
     policy_session = open_session(policy_dir / contract.POLICY_FILE, threads, opt_level, spin)
@@ -135,8 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--policy", help="an existing export directory (default: random-init exports per size)")
     parser.add_argument("--sizes", default="128,256", help="native image sizes to export and time")
     parser.add_argument("--threads", default="1,2", help="onnxruntime intra-op thread counts")
-    parser.add_argument("--opt-levels", default="all", help=f"graph optimisation levels among {','.join(OPT_LEVELS)}")
-    parser.add_argument("--spin", default="1", help="intra-op thread spinning, e.g. 1,0 to compare")
+    parser.add_argument("--opt-levels", default="all", help=f"graph optimisation levels among {','.join(OPTIMIZATION_LEVELS)}")
+    parser.add_argument("--spin", default="0,1", help="intra-op thread spinning (the runtime uses 0), e.g. 0,1 to compare")
     parser.add_argument("--agent", default="mqe", help="agent to export (random init)")
     parser.add_argument("--trunk", default="resnet34", help="trunk of the random-init export")
     parser.add_argument("--cache", help="keep the random-init exports in CACHE/<agent>_<trunk>_<size> and reuse them")
@@ -148,8 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     opt_levels = args.opt_levels.split(",")
     spins = [bool(int(value)) for value in args.spin.split(",")]
     for level in opt_levels:
-        if level not in OPT_LEVELS:
-            parser.error(f"--opt-levels: unknown level {level!r}; choose from {', '.join(OPT_LEVELS)}")
+        if level not in OPTIMIZATION_LEVELS:
+            parser.error(f"--opt-levels: unknown level {level!r}; choose from {', '.join(OPTIMIZATION_LEVELS)}")
     print(f"Machine: {machine_description()}\n")
     with tempfile.TemporaryDirectory(prefix="mqe-bench-") as tmp:
         if args.policy:
