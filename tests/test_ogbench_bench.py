@@ -63,6 +63,8 @@ def test_benchmark_smoke_run_of_every_agent(tmp_path, capsys):
     assert "Machine:" in printed and results["machine"]["cores"] >= 1
     bench_main(["--report", str(out / "results.json")])
     assert "| qrl |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="repeat"):  # pooling is for different seeds only
+        bench_main(["--report", str(out / "results.json"), str(out / "results.json")])
 
 
 def test_benchmark_rejects_unknown_agents(tmp_path):

@@ -206,19 +206,37 @@ def plot_learning_curves(runs: list[RunResult], path: Path, title: str) -> None:
     plt.close(figure)
 
 
-def print_report(path: Path) -> dict:
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"{path}: cannot read a results file ({error})") from error
-    if results.get("format") != RESULTS_FORMAT:
-        raise SystemExit(f"{path}: expected format {RESULTS_FORMAT!r}, got {results.get('format')!r}")
-    state = "" if results["complete"] else " (INCOMPLETE: cut short)"
-    print(f"## {results['env']}: {results['steps']} steps, width {results['agent_width']}, batch "
-          f"{results['batch_size']}, {results['eval_episodes_per_task']} episodes x 5 tasks per evaluation{state}\n")
-    print(markdown_table(results["summary"], results["steps"], results["machine"]))
-    print(f"Command: {results['command']}")
-    return results
+SAME_SETUP_KEYS = ("env", "steps", "eval_episodes_per_task", "eval_max_steps", "agent_width", "batch_size")
+
+
+def print_report(paths: list[Path]) -> dict:
+    """Print the table of one results.json, or of several runs of the same setup (e.g. seeds run
+    by separate invocations) pooled into one summary."""
+    documents = []
+    for path in paths:
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"{path}: cannot read a results file ({error})") from error
+        if results.get("format") != RESULTS_FORMAT:
+            raise SystemExit(f"{path}: expected format {RESULTS_FORMAT!r}, got {results.get('format')!r}")
+        differing = [key for key in SAME_SETUP_KEYS if documents and results.get(key) != documents[0].get(key)]
+        if differing:
+            raise SystemExit(f"{path}: cannot pool with {paths[0]}: different {', '.join(differing)}")
+        documents.append(results)
+    first = documents[0]
+    runs = [RunResult(**run) for results in documents for run in results["runs"]]
+    seeds = [(run.agent, run.seed) for run in runs]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit("--report: the files repeat an (agent, seed) run; pool different seeds only")
+    state = "" if all(results.get("complete", True) for results in documents) else " (INCOMPLETE: cut short)"
+    print(f"## {first['env']}: {first['steps']} steps, width {first.get('agent_width', '?')}, batch "
+          f"{first.get('batch_size', '?')}, {first['eval_episodes_per_task']} episodes x 5 tasks per evaluation{state}\n")
+    summary = summarise(runs)
+    print(markdown_table(summary, first["steps"], first["machine"]))
+    for results in documents:
+        print(f"Command: {results['command']}")
+    return dict(first, runs=[dataclasses.asdict(run) for run in runs], summary=summary)
 
 
 def parse_args(argv: list[str] | None):
@@ -245,7 +263,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--episode-steps", type=int, help="collector: steps per episode (default OGBench's)")
     parser.add_argument("--out", help="output directory (default runs/ogbench/<env>-<time>)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
-    parser.add_argument("--report", metavar="RESULTS_JSON", help="only print the table of an existing results.json")
+    parser.add_argument("--report", nargs="+", type=Path, metavar="RESULTS_JSON",
+                        help="only print the table of existing results.json files (several: seeds pooled)")
     args = parser.parse_args(argv)
     args.agent_names = [name.strip() for name in args.agents.split(",") if name.strip()]
     unknown = [name for name in args.agent_names if name not in AGENTS]
@@ -262,7 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     args = parse_args(argv)
     if args.report:
-        return print_report(Path(args.report))
+        return print_report(args.report)
     args.env = canonical_dataset_name(args.env)
     if args.torch_threads:
         import torch
