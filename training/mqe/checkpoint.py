@@ -65,6 +65,12 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, write: Any) -> Path:
     """Call `write(file_object)` on a temp file beside `path`, fsync it, then os.replace it into place."""
     path = Path(path)
@@ -75,6 +81,7 @@ def atomic_write_bytes(path: str | Path, write: Any) -> Path:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

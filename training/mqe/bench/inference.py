@@ -15,8 +15,6 @@ depend on their values.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 import warnings
@@ -26,22 +24,13 @@ import numpy as np
 import onnxruntime as ort
 
 from mqe import contract
+from mqe.bench import machine
 from mqe.runtime import OPTIMIZATION_LEVELS, open_session
 
 
 
 def machine_description() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = ", load average {:.1f}/{:.1f}/{:.1f} (1/5/15 min)".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
-    return f"{model}, {cores} cores available{load}, {platform.system()} {platform.machine()}, onnxruntime {ort.__version__}"
+    return f"{machine.machine_description()}, onnxruntime {ort.__version__}"
 
 
 def export_random_policy(out_dir: Path, image_size: int, agent_name: str = "mqe", trunk: str = "resnet34") -> Path:

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import shlex
 import sys
 import time
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mqe.checkpoint import atomic_write_bytes
+from mqe.bench.machine import machine_facts
 from mqe.ogbench.collect import DATA_DIR_ENV, DEFAULT_DATA_DIR, default_recipe, ensure_dataset, make_env
 from mqe.ogbench.maze import Maze
 
@@ -35,22 +34,12 @@ SPEARMAN_PAIRS = 2000
 
 
 def machine_description() -> dict:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import torch
 
     return {
-        "cpu": model,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        **machine_facts(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
         "torch": torch.__version__,
     }
 

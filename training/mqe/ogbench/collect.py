@@ -25,13 +25,13 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from mqe.checkpoint import atomic_write_bytes
 from mqe.ogbench.maze import Maze
 
 DATA_DIR_ENV = "MQE_DATA_DIR"
@@ -157,18 +157,7 @@ def split_train_val(arrays: dict[str, np.ndarray], recipe: Recipe) -> tuple[dict
 
 
 def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez_compressed(file, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # mkstemp creates 0600; a dataset is an ordinary shared file
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, lambda file: np.savez_compressed(file, **arrays))
 
 
 def dataset_paths(recipe: Recipe, data_dir: Path | str | None = None) -> tuple[Path, Path]:
@@ -194,10 +183,7 @@ def ensure_dataset(
     save_npz_atomic(val_path, val)
     save_npz_atomic(train_path, train)
     stats = dict(recipe=dataclasses.asdict(recipe), steps=steps, seconds=round(seconds, 2), steps_per_second=round(steps / seconds))
-    info_path = train_path.with_suffix(".json")
-    temp_info = info_path.with_name(f".{info_path.name}.tmp")
-    temp_info.write_text(json.dumps(stats, indent=2) + "\n")
-    os.replace(temp_info, info_path)
+    atomic_write_bytes(train_path.with_suffix(".json"), lambda file: file.write((json.dumps(stats, indent=2) + "\n").encode()))
     log(f"collected {steps} steps in {seconds:.1f} s ({steps / seconds:.0f} steps/s)")
     return train_path, val_path
 

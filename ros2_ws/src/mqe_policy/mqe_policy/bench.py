@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from mqe.bench.machine import machine_description
 
 DEFAULT_EXPORT_DIR = Path("artifacts") / "bench_policies"
 
@@ -210,9 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"running {size}x{size} with the camera at {rate:g} Hz for {options.seconds:g} s ...", file=sys.stderr)
                 rows.append((size, rate, run_once(model, frames, goal, rate, options.seconds, options.threads)))
 
-    cpu_count = os.cpu_count()
     print(f"\nClosed loop, sim arm + replay camera (640x480) + ResNet34 MQE policy (onnxruntime, {options.threads} threads); "
-          f"{platform.processor() or platform.machine()}, {cpu_count} CPUs; {options.seconds:g} s per row.\n")
+          f"{machine_description()}; {options.seconds:g} s per row.\n")
     print("| size | camera Hz | actions | rate Hz | latency p50 / p99 ms | action period p50 / p99 ms (p1) | "
           "tick period p50 / p99 ms (p1) | "
           "frame age p50 / p99 ms | latency 1st / 2nd half p50 ms | inference p50 ms | CPU % policy / camera+arm | load avg |")
