@@ -14,12 +14,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mqe.networks import as_observation_spec
+
 
 class Agent(nn.Module):
     """Base class: forward(batch) returns (total loss, namespaced metrics)."""
 
     name: str = "agent"
     has_distance: bool = False  # True when the agent exports a quasimetric distance (MQE, QRL)
+
+    def __init__(self, config: dict, observation_spec, action_dim: int):
+        super().__init__()
+        self.config = config
+        self.observation_spec = as_observation_spec(observation_spec)  # ("image", size) | ("state", dim)
+        self.action_dim = action_dim
+        self.gamma = config["goal_sampling"]["gamma"]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError

@@ -8,7 +8,6 @@ import torch
 from mqe.agents.base import Agent
 from mqe.agents.common import GoalConditionedActor, detach_metrics, encode_together
 from mqe.data import goal_sampling
-from mqe.networks import as_observation_spec
 
 
 def get_config() -> dict:
@@ -32,11 +31,7 @@ class GCBCAgent(Agent):
     has_distance = False
 
     def __init__(self, config: dict, observation_spec, action_dim: int):
-        super().__init__()
-        self.config = config
-        self.observation_spec = as_observation_spec(observation_spec)
-        self.action_dim = action_dim
-        self.gamma = config["goal_sampling"]["gamma"]
+        super().__init__(config, observation_spec, action_dim)
         self.actor = GoalConditionedActor(config, self.observation_spec, action_dim)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -25,7 +25,7 @@ from mqe.agents.common import (
     encode_together,
 )
 from mqe.data import goal_sampling
-from mqe.networks import MLP, EnsembleMLP, as_observation_spec, make_trunk
+from mqe.networks import MLP, EnsembleMLP, make_trunk
 
 AWR_MAX_WEIGHT = 100.0  # OGBench's cap on exp(alpha * advantage)
 
@@ -74,13 +74,9 @@ class GCIQLAgent(Agent):
     has_distance = False
 
     def __init__(self, config: dict, observation_spec, action_dim: int):
-        super().__init__()
+        super().__init__(config, observation_spec, action_dim)
         if config["actor_loss"] not in ("ddpgbc", "awr"):
             raise ValueError(f"gciql config actor_loss: expected 'ddpgbc' or 'awr', got {config['actor_loss']!r}")
-        self.config = config
-        self.observation_spec = as_observation_spec(observation_spec)
-        self.action_dim = action_dim
-        self.gamma = config["goal_sampling"]["gamma"]
         self.critic = QCritic(config, self.observation_spec, action_dim)
         self.value = MLP(2 * self.critic.trunk.out_dim, config["value_hidden_dims"], 1, config["layer_norm"])
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)

@@ -35,7 +35,7 @@ from mqe.agents.common import (
     encode_together,
 )
 from mqe.data import goal_sampling
-from mqe.networks import EnsembleMLP, as_observation_spec, make_trunk
+from mqe.networks import EnsembleMLP, make_trunk
 from mqe.quasimetric import mrn_distance, pairwise_mrn_distance
 
 
@@ -99,11 +99,7 @@ class MQEAgent(Agent):
     has_distance = True
 
     def __init__(self, config: dict, observation_spec, action_dim: int):
-        super().__init__()
-        self.config = config
-        self.observation_spec = as_observation_spec(observation_spec)
-        self.action_dim = action_dim
-        self.gamma = config["goal_sampling"]["gamma"]
+        super().__init__(config, observation_spec, action_dim)
         self.components = config["mrn_components"]
         self.critic = MQECritic(config, self.observation_spec, action_dim)
         self.actor = GoalConditionedActor(config, self.observation_spec, action_dim)

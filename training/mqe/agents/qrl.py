@@ -28,7 +28,7 @@ from mqe.agents.common import (
     encode_together,
 )
 from mqe.data import goal_sampling
-from mqe.networks import MLP, as_observation_spec, make_trunk
+from mqe.networks import MLP, make_trunk
 from mqe.quasimetric import iqe_distance, mrn_distance
 
 AWR_MAX_WEIGHT = 100.0  # OGBench's cap on exp(alpha * advantage)
@@ -87,13 +87,9 @@ class QRLAgent(Agent):
     has_distance = True
 
     def __init__(self, config: dict, observation_spec, action_dim: int):
-        super().__init__()
+        super().__init__(config, observation_spec, action_dim)
         if config["actor_loss"] not in ("ddpgbc", "awr"):
             raise ValueError(f"qrl config actor_loss: expected 'ddpgbc' or 'awr', got {config['actor_loss']!r}")
-        self.config = config
-        self.observation_spec = as_observation_spec(observation_spec)
-        self.action_dim = action_dim
-        self.gamma = config["goal_sampling"]["gamma"]
         self.value = QuasimetricValue(config, self.observation_spec)
         self.log_lambda = nn.Parameter(torch.zeros(()))
         latent = config["latent_dim"]
