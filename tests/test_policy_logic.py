@@ -13,7 +13,8 @@ from sensor_msgs.msg import Image
 
 from mqe.runtime import GoalImageError, OnnxPolicy
 from mqe_policy.control import Frame, LoopConfig, PolicyLoop
-from mqe_policy.policy_node import image_from_msg, resolve_goal
+from mqe_policy.policy_node import resolve_goal
+from widowx_bridge.topics import image_from_msg
 from test_policy_artifacts import exported_policy, random_image
 
 

@@ -28,6 +28,7 @@ from mqe.runtime import GoalImageError, NonFiniteOutputError, OnnxPolicy, load_g
 from mqe_policy import topics
 from mqe_policy.control import Frame, LoopConfig, Mode, PolicyLoop
 from mqe_policy.system import default_goal_dir
+from widowx_bridge.topics import image_from_msg
 
 NODE_NAME = "policy"
 
@@ -48,18 +49,6 @@ def resolve_goal(goal: str, goal_dir: str | Path) -> Path:
     if path.is_absolute() or len(path.parts) > 1:
         return path
     return Path(goal_dir).expanduser() / path
-
-
-def image_from_msg(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image (rgb8 or bgr8, any row padding) -> HxWx3 uint8 RGB."""
-    if msg.encoding not in ("rgb8", "bgr8"):
-        raise ValueError(f"encoding {msg.encoding!r}, expected rgb8 or bgr8")
-    height, width, step = msg.height, msg.width, msg.step
-    data = np.frombuffer(memoryview(msg.data), np.uint8)
-    if height == 0 or width == 0 or step < 3 * width or data.size < height * step:
-        raise ValueError(f"{width}x{height} image with step {step} has {data.size} bytes")
-    image = data[: height * step].reshape(height, step)[:, : 3 * width].reshape(height, width, 3)
-    return np.ascontiguousarray(image[..., ::-1] if msg.encoding == "bgr8" else image)
 
 
 def stamp_seconds(stamp) -> float:

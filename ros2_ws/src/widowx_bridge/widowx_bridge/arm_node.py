@@ -11,10 +11,8 @@ import sys
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
 from sensor_msgs.msg import JointState
@@ -25,7 +23,7 @@ from widowx_bridge import topics
 from widowx_bridge.backends import make_backend
 from widowx_bridge.backends.base import ArmBackend
 from widowx_bridge.control import ArmController, ArmState, ControlConfig
-from widowx_bridge.params import as_parameter_list, declare_all
+from widowx_bridge.params import as_parameter_list, declare_all, run_node
 
 NODE_NAME = "widowx_arm"
 
@@ -184,22 +182,7 @@ def quaternion_from_rotation(rotation: np.ndarray) -> np.ndarray:
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ArmNode()
-        rclpy.spin(node)
-    except (RuntimeError, ValueError) as error:  # bad parameters, no Interbotix stack: one clear line
-        print(f"arm_node: {error}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():  # the interbotix backend's robot_shutdown may already have shut it down
-            rclpy.shutdown()
-    return 0
+    return run_node(ArmNode, "arm_node", (RuntimeError, ValueError), args)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,8 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -28,7 +26,7 @@ from mqe.contract import check_rgb_image
 from widowx_bridge import topics
 from widowx_bridge.camera_sources import BadFrame, CameraSource, CameraSourceError, make_source
 from widowx_bridge.control import ControlConfig
-from widowx_bridge.params import as_parameter_list, declare_all
+from widowx_bridge.params import as_parameter_list, declare_all, run_node
 
 NODE_NAME = "camera"
 
@@ -155,31 +153,8 @@ class CameraNode(Node):
         return super().destroy_node()
 
 
-def image_from_message(message: Image) -> np.ndarray:
-    """Decode an rgb8 sensor_msgs/Image into an HxWx3 uint8 array (a view of the message data)."""
-    if message.encoding != "rgb8":
-        raise ValueError(f"image: encoding {message.encoding!r}, expected 'rgb8'")
-    rows = np.frombuffer(message.data, np.uint8).reshape(message.height, message.step)
-    return rows[:, : message.width * 3].reshape(message.height, message.width, 3)
-
-
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = CameraNode()
-        rclpy.spin(node)
-    except (CameraSourceError, ValueError) as error:  # bad parameters or no camera: one clear line
-        print(f"camera_node: {error}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(CameraNode, "camera_node", (CameraSourceError, ValueError), args)
 
 
 if __name__ == "__main__":

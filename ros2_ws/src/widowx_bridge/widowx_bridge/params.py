@@ -1,9 +1,13 @@
-"""Shared helper for the nodes' parameters: declared defaults equal config/*.yaml (a test checks)."""
+"""Shared helpers for the bridge's nodes: parameters (declared defaults equal config/*.yaml, a test
+checks) and the `main` that runs one node."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import sys
+from typing import Any, Callable, Mapping
 
+import rclpy
+from rclpy.executors import ExternalShutdownException
 from rclpy.parameter import Parameter
 
 
@@ -21,3 +25,24 @@ def declare_all(node, defaults: Mapping[str, Any]) -> dict[str, Any]:
     for name, default in defaults.items():
         node.declare_parameter(name, default)
     return {name: node.get_parameter(name).value for name in defaults}
+
+
+def run_node(make_node: Callable[[], Any], name: str, startup_errors: tuple[type[BaseException], ...], args=None) -> int:
+    """Spin one node until Ctrl-C or shutdown. A startup error (bad parameters, no hardware) is one
+    clear line on stderr and exit code 1."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make_node()
+        rclpy.spin(node)
+    except startup_errors as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():  # the interbotix backend's robot_shutdown may already have shut it down
+            rclpy.shutdown()
+    return 0

@@ -1,6 +1,7 @@
 """Topic and service names and the action message convention shared by the camera, the arm bridge
 and the policy node. Names are relative so a launch namespace moves the whole system at once.
 
+Camera frames travel as sensor_msgs/Image (rgb8; `image_from_msg` decodes them for every reader).
 The action travels as sensor_msgs/JointState: header.stamp is the stamp of the camera frame the
 action was computed from, `name` is mqe.contract.ACTION_NAMES and `position` the 7 values in robot
 units (m, rad, gripper 1 open .. 0 closed). One message carries all components atomically, and the
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import math
 from typing import Sequence
+
+import numpy as np
 
 from mqe.contract import ACTION_DIM, ACTION_NAMES
 
@@ -51,3 +54,15 @@ def action_from_joint_state(names: Sequence[str], positions: Sequence[float]) ->
     if not all(math.isfinite(v) for v in values):
         raise ActionMessageError(f"action has non-finite values {values}")
     return values
+
+
+def image_from_msg(msg) -> np.ndarray:
+    """sensor_msgs/Image (rgb8 or bgr8, any row padding) -> HxWx3 uint8 RGB; ValueError otherwise."""
+    if msg.encoding not in ("rgb8", "bgr8"):
+        raise ValueError(f"encoding {msg.encoding!r}, expected rgb8 or bgr8")
+    height, width, step = msg.height, msg.width, msg.step
+    data = np.frombuffer(memoryview(msg.data), np.uint8)
+    if height == 0 or width == 0 or step < 3 * width or data.size < height * step:
+        raise ValueError(f"{width}x{height} image with step {step} has {data.size} bytes")
+    image = data[: height * step].reshape(height, step)[:, : 3 * width].reshape(height, width, 3)
+    return np.ascontiguousarray(image[..., ::-1] if msg.encoding == "bgr8" else image)
