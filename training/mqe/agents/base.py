@@ -37,13 +37,14 @@ class Agent(nn.Module):
         """Hook for target-network updates (GCIQL); default: nothing."""
 
     # --- inference / export: the goal side is separable so the robot encodes a goal once ---
+    # Every agent's policy is an mqe.agents.common.GoalConditionedActor at `self.actor`.
     def encode_actor_goal(self, goals: torch.Tensor) -> torch.Tensor:
         """Goal observation -> features the policy is conditioned on."""
-        raise NotImplementedError
+        return self.actor.encode_goal(goals)
 
     def act_from_goal_features(self, observations: torch.Tensor, actor_goal_features: torch.Tensor) -> torch.Tensor:
         """Deterministic (mean) action in normalised units."""
-        raise NotImplementedError
+        return self.actor.act_from_goal_features(observations, actor_goal_features)
 
     def act(self, observations: torch.Tensor, goals: torch.Tensor) -> torch.Tensor:
         return self.act_from_goal_features(observations, self.encode_actor_goal(goals))

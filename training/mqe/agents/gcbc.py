@@ -47,8 +47,3 @@ class GCBCAgent(Agent):
             "total_loss": loss,
         })
 
-    def encode_actor_goal(self, goals: torch.Tensor) -> torch.Tensor:
-        return self.actor.encode_goal(goals)
-
-    def act_from_goal_features(self, observations: torch.Tensor, actor_goal_features: torch.Tensor) -> torch.Tensor:
-        return self.actor.act_from_goal_features(observations, actor_goal_features)

@@ -150,8 +150,3 @@ class GCIQLAgent(Agent):
         for target, online in zip(self.target_critic.buffers(), self.critic.buffers()):
             target.copy_(online)
 
-    def encode_actor_goal(self, goals: torch.Tensor) -> torch.Tensor:
-        return self.actor.encode_goal(goals)
-
-    def act_from_goal_features(self, observations: torch.Tensor, actor_goal_features: torch.Tensor) -> torch.Tensor:
-        return self.actor.act_from_goal_features(observations, actor_goal_features)

@@ -184,12 +184,6 @@ class MQEAgent(Agent):
         return total, detach_metrics(metrics)
 
     # --- inference / export -------------------------------------------------------------------
-    def encode_actor_goal(self, goals: torch.Tensor) -> torch.Tensor:
-        return self.actor.encode_goal(goals)
-
-    def act_from_goal_features(self, observations: torch.Tensor, actor_goal_features: torch.Tensor) -> torch.Tensor:
-        return self.actor.act_from_goal_features(observations, actor_goal_features)
-
     def encode_critic_goal(self, goals: torch.Tensor) -> torch.Tensor:
         """psi(g) of every ensemble member, flattened to [B, E * N * M]."""
         psi_g = self.critic.psi(self.critic.trunk(goals))  # [E, B, L]

@@ -171,12 +171,6 @@ class QRLAgent(Agent):
         metrics["total_loss"] = total
         return total, detach_metrics(metrics)
 
-    def encode_actor_goal(self, goals: torch.Tensor) -> torch.Tensor:
-        return self.actor.encode_goal(goals)
-
-    def act_from_goal_features(self, observations: torch.Tensor, actor_goal_features: torch.Tensor) -> torch.Tensor:
-        return self.actor.act_from_goal_features(observations, actor_goal_features)
-
     def encode_critic_goal(self, goals: torch.Tensor) -> torch.Tensor:
         return self.value.psi(self.value.trunk(goals))
 
