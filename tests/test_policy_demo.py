@@ -27,6 +27,7 @@ def test_target_parsing():
         demo.parse_target("0.3,0.1")
 
 
+@pytest.mark.flaky(reruns=2)  # real nodes over DDS with an action-count check: see test_system.py
 def test_demo_runs_the_closed_loop_and_summarises(tmp_path, capsys):
     shutil.copytree(exported_policy("mqe"), tmp_path / "export")  # a finished export is reused as is
     assert demo.main(["--workdir", str(tmp_path), "--seconds", "3"]) == 0
