@@ -8,16 +8,14 @@ import torch
 from mqe.agents.base import Agent
 from mqe.agents.common import GoalConditionedActor, detach_metrics, encode_together
 from mqe.data import goal_sampling
+from mqe.networks import get_trunk_config
 
 
 def get_config() -> dict:
     return dict(
         agent_name="gcbc",  # registry name
         lr=3e-4,  # Adam learning rate (the trainer builds the optimiser from it)
-        trunk="resnet34",  # observation trunk: "resnet34" | "small_conv" (images) | "mlp" (states)
-        trunk_weights=None,  # torchvision resnet34-*.pth for the ResNet34 trunk; None = random init (warns)
-        small_conv_channels=(32, 64, 128, 256),  # small_conv trunk: channels of its stride-2 convs
-        state_trunk_dims=(),  # mlp trunk: hidden dims before the heads; () feeds the raw state (OGBench)
+        **get_trunk_config(),  # trunk, trunk_weights, small_conv_channels, state_trunk_dims
         layer_norm=True,  # LayerNorm in every MLP (Linear -> LN -> GELU)
         actor_hidden_dims=(256, 256, 256),  # policy MLP over [f(s), f(g)]
         const_std=True,  # actor std fixed at 1 (OGBench const_std); False learns a state-independent log std

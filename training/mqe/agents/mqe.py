@@ -35,7 +35,7 @@ from mqe.agents.common import (
     encode_together,
 )
 from mqe.data import goal_sampling
-from mqe.networks import EnsembleMLP, make_trunk
+from mqe.networks import EnsembleMLP, get_trunk_config, make_trunk
 from mqe.quasimetric import mrn_distance, pairwise_mrn_distance
 
 
@@ -43,10 +43,7 @@ def get_config() -> dict:
     return dict(
         agent_name="mqe",  # registry name
         lr=3e-4,  # Adam learning rate (the trainer builds the optimiser from it)
-        trunk="resnet34",  # observation trunk: "resnet34" | "small_conv" (images) | "mlp" (states)
-        trunk_weights=None,  # torchvision resnet34-*.pth for every ResNet34 trunk; None = random init (warns)
-        small_conv_channels=(32, 64, 128, 256),  # small_conv trunk: channels of its stride-2 convs
-        state_trunk_dims=(),  # mlp trunk: hidden dims before the heads; () feeds the raw state (OGBench)
+        **get_trunk_config(),  # trunk, trunk_weights, small_conv_channels, state_trunk_dims
         layer_norm=True,  # LayerNorm in every MLP (Linear -> LN -> GELU)
         latent_dim=256,  # size N*M of psi(s) and phi(s, a)
         value_hidden_dims=(256, 256, 256),  # hidden dims of the psi and phi MLPs

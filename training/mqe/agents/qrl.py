@@ -28,7 +28,7 @@ from mqe.agents.common import (
     encode_together,
 )
 from mqe.data import goal_sampling
-from mqe.networks import MLP, make_trunk
+from mqe.networks import MLP, get_trunk_config, make_trunk
 from mqe.quasimetric import iqe_distance, mrn_distance
 
 AWR_MAX_WEIGHT = 100.0  # OGBench's cap on exp(alpha * advantage)
@@ -38,10 +38,7 @@ def get_config() -> dict:
     return dict(
         agent_name="qrl",  # registry name
         lr=3e-4,  # Adam learning rate (the trainer builds the optimiser from it)
-        trunk="resnet34",  # observation trunk: "resnet34" | "small_conv" (images) | "mlp" (states)
-        trunk_weights=None,  # torchvision resnet34-*.pth for every ResNet34 trunk; None = random init (warns)
-        small_conv_channels=(32, 64, 128, 256),  # small_conv trunk: channels of its stride-2 convs
-        state_trunk_dims=(),  # mlp trunk: hidden dims before the heads; () feeds the raw state (OGBench)
+        **get_trunk_config(),  # trunk, trunk_weights, small_conv_channels, state_trunk_dims
         layer_norm=True,  # LayerNorm in every MLP (Linear -> LN -> GELU)
         latent_dim=256,  # size of psi(s)
         value_hidden_dims=(256, 256, 256),  # hidden dims of psi and of the latent dynamics model

@@ -3,7 +3,7 @@ ensembles of MLP heads."""
 
 from mqe.networks.mlp import MLP, EnsembleMLP
 from mqe.networks.resnet import ResNet34, TrunkWeightsError, load_resnet34_weights
-from mqe.networks.trunks import ObservationSpec, as_observation_spec, make_trunk
+from mqe.networks.trunks import ObservationSpec, as_observation_spec, get_trunk_config, make_trunk
 
 __all__ = [
     "MLP",
@@ -13,5 +13,6 @@ __all__ = [
     "load_resnet34_weights",
     "ObservationSpec",
     "as_observation_spec",
+    "get_trunk_config",
     "make_trunk",
 ]

@@ -99,6 +99,16 @@ class StateTrunk(nn.Module):
         return states if self.mlp is None else self.mlp(states)
 
 
+def get_trunk_config() -> dict:
+    """The trunk's hyperparameters; every agent's get_config() includes them (flat, as make_trunk reads them)."""
+    return dict(
+        trunk="resnet34",  # observation trunk: "resnet34" | "small_conv" (images) | "mlp" (states)
+        trunk_weights=None,  # torchvision resnet34-*.pth for every ResNet34 trunk; None = random init (warns)
+        small_conv_channels=(32, 64, 128, 256),  # small_conv trunk: channels of its stride-2 convs
+        state_trunk_dims=(),  # mlp trunk: hidden dims before the heads; () feeds the raw state (OGBench)
+    )
+
+
 def make_trunk(config: dict, observation_spec: ObservationSpec | tuple) -> nn.Module:
     """Build the trunk named by config["trunk"]; every trunk has `out_dim`.
 
