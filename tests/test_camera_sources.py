@@ -49,6 +49,7 @@ def test_replay_folder_plays_in_name_order_as_rgb_and_loops(tmp_path):
     frames = [source.read() for _ in range(7)]
     assert [dominant_channel(f) for f in frames] == [0, 1, 2, 0, 1, 2, 0]  # R, G, B: RGB order, looping
     assert all(f.shape == (48, 64, 3) and f.dtype == np.uint8 for f in frames)  # native size, no resize
+    assert frames[3] is frames[0] and not frames[0].flags.writeable  # decoded once, shared read-only
     source.close()
 
 

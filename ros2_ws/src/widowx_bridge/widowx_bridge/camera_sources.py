@@ -18,6 +18,9 @@ import cv2
 import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+# A replay folder's decoded frames are kept in memory up to this size, so a replay costs what a
+# camera costs (a copy per frame, not a PNG decode); frames beyond it are decoded on every pass.
+REPLAY_CACHE_BYTES = 512 * 2**20
 SOURCES = ("realsense", "usb", "replay", "sim")
 
 
@@ -80,7 +83,10 @@ def _bgr_to_rgb(image: np.ndarray | None, where: str) -> np.ndarray:
 
 
 class ReplaySource(CameraSource):
-    """A folder of images (sorted by name) or a video file, played at rate_hz, looping forever."""
+    """A folder of images (sorted by name) or a video file, played at rate_hz, looping forever.
+
+    A folder's frames are decoded once and kept (up to REPLAY_CACHE_BYTES, read-only arrays); a
+    file that does not decode raises BadFrame every time its turn comes."""
 
     name = "replay"
 
@@ -90,6 +96,8 @@ class ReplaySource(CameraSource):
         self._pacer = Pacer(rate_hz)
         self._files: list[str] = []
         self._index = 0
+        self._decoded: dict[int, np.ndarray] = {}
+        self._decoded_bytes = 0
         self._capture = None
 
     def open(self) -> None:
@@ -119,9 +127,17 @@ class ReplaySource(CameraSource):
                 if not ok:
                     raise BadFrame(f"replay: video {self.path} stopped decoding")
             return _bgr_to_rgb(image, f"replay {self.path}")
-        path = self._files[self._index]
-        self._index = (self._index + 1) % len(self._files)
-        return _bgr_to_rgb(cv2.imread(path, cv2.IMREAD_COLOR), f"replay {path}")
+        index = self._index
+        self._index = (index + 1) % len(self._files)
+        if index in self._decoded:
+            return self._decoded[index]
+        path = self._files[index]
+        frame = _bgr_to_rgb(cv2.imread(path, cv2.IMREAD_COLOR), f"replay {path}")
+        if self._decoded_bytes + frame.nbytes <= REPLAY_CACHE_BYTES:
+            frame.flags.writeable = False  # shared by every pass of the loop
+            self._decoded[index] = frame
+            self._decoded_bytes += frame.nbytes
+        return frame
 
     def close(self) -> None:
         if self._capture is not None:
