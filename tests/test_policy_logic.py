@@ -12,7 +12,7 @@ import pytest
 from sensor_msgs.msg import Image
 
 from mqe.runtime import GoalImageError, OnnxPolicy
-from mqe_policy.control import Frame, LoopConfig, PolicyLoop
+from mqe_policy.control import ControlClock, Frame, LoopConfig, PolicyLoop, next_deadline
 from mqe_policy.policy_node import resolve_goal
 from widowx_bridge.topics import image_from_msg
 from test_policy_artifacts import exported_policy, random_image
@@ -156,17 +156,23 @@ def test_busy_worker_skips_the_tick_instead_of_queueing(harness):
     assert harness.step(0.01) == "dispatched" and harness.published[-1][1] == newest.stamp
 
 
-def test_steps_to_goal_gives_way_to_actions_when_the_period_is_used_up(harness):
-    harness.frame(age=0.0)
-    harness.step(0.01)
-    assert harness.loop.feedback().feedback_skipped == 0  # room left in the period: computed
-    harness.publish_delay = 0.25  # the action path now takes longer than the 200 ms period
-    for tick in range(1, 6):
+def test_steps_to_goal_runs_every_nth_inference_and_right_after_a_goal_change(harness):
+    calls = []
+    steps_to_goal = harness.policy.steps_to_goal
+    harness.policy.steps_to_goal = lambda rgb: calls.append(rgb) or steps_to_goal(rgb)
+    assert harness.loop.config.steps_to_goal_every == 5
+    for _ in range(11):
         harness.frame(age=0.0)
-        harness.step(0.01)
-        assert harness.loop.feedback().feedback_skipped == min(tick, 4)
-    # every FORCED_FEEDBACK_TICKS ticks the critic runs anyway, so the operator's view stays live
-    assert len(harness.published) == 6
+        harness.step(0.2)
+    assert len(harness.published) == 11  # every tick acted
+    assert len(calls) == 3  # after inferences 1, 6 and 11: 1 Hz feedback at 5 Hz
+    assert math.isfinite(harness.loop.feedback().steps_to_goal)
+    harness.loop.set_goal(random_image(harness.rng))
+    assert harness.loop.wait_idle()
+    assert math.isnan(harness.loop.feedback().steps_to_goal)  # the old goal's estimate is gone
+    harness.frame(age=0.0)
+    harness.step(0.2)
+    assert len(calls) == 4 and math.isfinite(harness.loop.feedback().steps_to_goal)
 
 
 def test_achieved_rate_is_reported(harness):
@@ -209,11 +215,31 @@ def test_non_finite_outputs_are_never_published():
         h.loop.close()
 
 
+def test_control_clock_keeps_its_deadlines_and_skips_the_ones_a_late_tick_missed():
+    assert next_deadline(1.0, 1.05, 0.2) == (1.2, 0)  # on time: the next period, no drift from the tick's run time
+    assert next_deadline(1.0, 1.2, 0.2) == pytest.approx((1.4, 1))  # woke exactly at the next deadline: skipped
+    deadline, skipped = next_deadline(1.0, 1.65, 0.2)  # a 0.65 s stall: three deadlines passed
+    assert skipped == 3 and deadline == pytest.approx(1.8)
+    ticks = []
+    clock = ControlClock(0.01, lambda: ticks.append(time.monotonic())).start()
+    while len(ticks) < 5:
+        time.sleep(0.01)
+    clock.stop()
+    count = len(ticks)
+    time.sleep(0.05)
+    assert len(ticks) == count  # stopped means no more ticks
+    assert all(later > earlier for earlier, later in zip(ticks, ticks[1:]))
+    with pytest.raises(ValueError, match="period"):
+        ControlClock(0.0, lambda: None)
+
+
 def test_config_values_are_checked():
     with pytest.raises(ValueError, match="rate_hz"):
         LoopConfig(rate_hz=0.0)
     with pytest.raises(ValueError, match="max_frame_age"):
         LoopConfig(max_frame_age=-1.0)
+    with pytest.raises(ValueError, match="steps_to_goal_every"):
+        LoopConfig(steps_to_goal_every=0)
 
 
 def test_goal_names_resolve_in_the_goal_directory(tmp_path):

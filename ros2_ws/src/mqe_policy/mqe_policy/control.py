@@ -1,15 +1,17 @@
 """The policy node's logic, without ROS: run state, frame watchdogs, the inference worker and the
 operator's live feedback. The ROS node (policy_node.py) only converts messages and calls this.
 
-Timing model: tick() is called by a fixed-rate timer and never waits for inference. It picks the
+Timing model: tick() is called by ControlClock, a thread of its own that wakes at absolute
+deadlines (not an executor timer: on 2 cores rclpy's executors delayed timer callbacks by up to
+1.5 s under a camera flood), and it never waits for inference. It picks the
 newest camera frame, checks the watchdogs and hands the frame to one worker thread. If the worker
 is still busy from the previous tick, the tick is skipped (never queued), so the clock never slips
 and the policy never acts on a stale backlog. The worker publishes the action as soon as it is
-computed, stamped with the stamp of the frame it came from, then computes steps-to-goal (operator
-feedback, so it stays off the action's latency path). The critic's graph costs about as much as the
-policy's, so it only runs when the rest of the period has room for it (judged by its last run
-time), and at least every FORCED_FEEDBACK_TICKS ticks: feedback never makes the loop skip actions
-on a machine that can afford one graph per tick but not two.
+computed, stamped with the stamp of the frame it came from. Steps-to-goal (operator feedback from
+the critic, whose graph costs about as much as the policy's) runs after the action, off its latency
+path, on every `steps_to_goal_every`-th inference (default 5: 1 Hz at 5 Hz) and on the first one after
+a goal change: running it every tick doubled the policy's CPU and, on 2 cores, the contention raised
+the action latency's tail.
 """
 
 from __future__ import annotations
@@ -35,8 +37,52 @@ class Mode(str, enum.Enum):
     STOPPED = "stopped"  # no inference, no actions (the arm holds)
 
 
-WAITING_FOR_FRAMES = "waiting-for-frames"
-FORCED_FEEDBACK_TICKS = 5  # steps-to-goal is refreshed at least this often, even on a slow machine  # reported instead of "running" while a watchdog blocks
+WAITING_FOR_FRAMES = "waiting-for-frames"  # reported instead of "running" while a watchdog blocks
+
+
+class ControlClock:
+    """Calls `tick()` every `period` seconds on its own thread, at absolute deadlines start + k * period.
+
+    Deadlines never drift with the tick's own run time. A tick that overruns (or a thread that was
+    not scheduled in time) makes the clock skip the deadlines already past instead of firing them
+    back to back: a late control step is dropped, never doubled. `missed` counts skipped deadlines.
+    """
+
+    def __init__(self, period: float, tick: Callable[[], object], name: str = "control-clock",
+                 monotonic: Callable[[], float] = time.monotonic):
+        if not period > 0:
+            raise ValueError(f"control clock period must be > 0 s, got {period}")
+        self.period = period
+        self.missed = 0
+        self._tick = tick
+        self._monotonic = monotonic
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> "ControlClock":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        deadline = self._monotonic() + self.period
+        while not self._stop.wait(max(deadline - self._monotonic(), 0.0)):
+            self._tick()
+            deadline, skipped = next_deadline(deadline, self._monotonic(), self.period)
+            self.missed += skipped
+
+
+def next_deadline(deadline: float, now: float, period: float) -> tuple[float, int]:
+    """The first deadline start + k * period after `now`, and how many were skipped to reach it."""
+    deadline += period
+    if now < deadline:
+        return deadline, 0
+    skipped = int((now - deadline) // period) + 1
+    return deadline + skipped * period, skipped
 
 
 class Policy(Protocol):
@@ -60,12 +106,15 @@ class LoopConfig:
     rate_hz: float = 5.0  # control rate: one action per tick
     max_frame_age: float = 0.5  # seconds; older frames stop the actions
     reject_identical_frames: bool = True  # a frame with the same pixels as the last one counts as repeated
+    steps_to_goal_every: int = 5  # inferences between steps-to-goal evaluations (operator feedback)
 
     def __post_init__(self):
         if not self.rate_hz > 0:
             raise ValueError(f"rate_hz must be > 0, got {self.rate_hz}")
         if not self.max_frame_age > 0:
             raise ValueError(f"max_frame_age must be > 0, got {self.max_frame_age}")
+        if not (isinstance(self.steps_to_goal_every, int) and self.steps_to_goal_every >= 1):
+            raise ValueError(f"steps_to_goal_every must be an integer >= 1, got {self.steps_to_goal_every!r}")
 
 
 @dataclasses.dataclass
@@ -84,7 +133,6 @@ class Feedback:
     ticks: int
     ticks_skipped_busy: int  # inference still running at the tick
     ticks_blocked: int  # a watchdog held the action back
-    feedback_skipped: int  # ticks whose steps-to-goal was not computed (no time left in the period)
     errors: int  # inference failures, non-finite outputs included
     goal_version: int  # increments at every goal change
 
@@ -112,9 +160,8 @@ class PolicyLoop:
         self._work = threading.Condition(self._lock)
         self._mode = mode
         self._newest: Frame | None = None
-        self._pending_frame: tuple[Frame, np.ndarray, float] | None = None  # + perf_counter at dispatch
-        self._distance_seconds = 0.0  # run time of the last steps-to-goal evaluation
-        self._ticks_since_feedback = 0
+        self._pending_frame: tuple[Frame, np.ndarray] | None = None
+        self._inferences_until_steps_to_goal = 0  # 0: steps-to-goal is computed after the next inference
         self._last_tick: float | None = None
         self._pending_goal: np.ndarray | None = None
         self._busy = False
@@ -127,7 +174,7 @@ class PolicyLoop:
         self._fb = dict(
             steps_to_goal=float("nan"), latency_ms=float("nan"), frame_latency_ms=float("nan"),
             frame_age_s=float("nan"), tick_period_ms=float("nan"), actions_published=0, ticks=0, ticks_skipped_busy=0,
-            ticks_blocked=0, feedback_skipped=0, errors=0, goal_version=0,
+            ticks_blocked=0, errors=0, goal_version=0,
         )  # fmt: skip
         self._worker = threading.Thread(target=self._run_worker, name="policy-inference", daemon=True)
         self._worker.start()
@@ -202,7 +249,7 @@ class PolicyLoop:
             self._report("")
             self._last_used_stamp = frame.stamp
             self._last_used_digest = frame_digest(image) if self.config.reject_identical_frames else None
-            self._pending_frame = (frame, image, time.perf_counter())
+            self._pending_frame = (frame, image)
             self._busy = True
             self._work.notify()
             return "dispatched"
@@ -251,9 +298,10 @@ class PolicyLoop:
         with self._lock:
             self._fb["goal_version"] += 1
             self._fb["steps_to_goal"] = float("nan")
+            self._inferences_until_steps_to_goal = 0
         self._log("new goal encoded")
 
-    def _infer(self, frame: Frame, image: np.ndarray, dispatched: float) -> None:
+    def _infer(self, frame: Frame, image: np.ndarray) -> None:
         try:
             started = time.perf_counter()
             action = self.policy.act(image)
@@ -268,18 +316,15 @@ class PolicyLoop:
                     self._fb["actions_published"] += 1
                     self._fb["frame_latency_ms"] = (now - frame.stamp) * 1e3
                     self._publish_times.append(now)
-            left = 1.0 / self.config.rate_hz - (time.perf_counter() - dispatched)
-            self._ticks_since_feedback += 1
-            if self._distance_seconds < 0.8 * left or self._ticks_since_feedback >= FORCED_FEEDBACK_TICKS:
-                started = time.perf_counter()
+            with self._lock:
+                due = self._inferences_until_steps_to_goal == 0
+                self._inferences_until_steps_to_goal = (
+                    self.config.steps_to_goal_every - 1 if due else self._inferences_until_steps_to_goal - 1
+                )
+            if due:
                 steps = self.policy.steps_to_goal(image)
-                self._distance_seconds = time.perf_counter() - started
-                self._ticks_since_feedback = 0
                 with self._lock:
                     self._fb["steps_to_goal"] = float("nan") if steps is None else steps
-            else:
-                with self._lock:
-                    self._fb["feedback_skipped"] += 1
         except Exception as error:  # noqa: BLE001  the worker must outlive any one bad frame
             with self._lock:
                 self._fb["errors"] += 1

@@ -15,8 +15,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -26,7 +25,7 @@ from std_srvs.srv import Trigger
 from mqe.contract import ACTION_FRAME, ACTION_NAMES, PolicyArtifactError
 from mqe.runtime import GoalImageError, NonFiniteOutputError, OnnxPolicy, load_goal_image
 from mqe_policy import topics
-from mqe_policy.control import Frame, LoopConfig, Mode, PolicyLoop
+from mqe_policy.control import ControlClock, Frame, LoopConfig, Mode, PolicyLoop
 from mqe_policy.system import default_goal_dir
 from widowx_bridge.topics import image_from_msg
 
@@ -67,6 +66,7 @@ class PolicyNode(Node):
             rate_hz=float(self.declare_parameter("rate_hz", 5.0).value),
             max_frame_age=float(self.declare_parameter("max_frame_age", 0.5).value),
             reject_identical_frames=self.declare_parameter("reject_identical_frames", True).value,
+            steps_to_goal_every=self.declare_parameter("steps_to_goal_every", 5).value,
         )
 
         if not model:
@@ -104,17 +104,15 @@ class PolicyNode(Node):
             log=self.get_logger().info,
             mode=Mode.RUNNING if autostart else Mode.STOPPED,
         )
-        # Frames, the clock and everything else run in separate groups, so a multi-threaded executor
-        # never delays a tick behind a frame copy or a service call.
-        self.create_subscription(
-            Image, topics.CAMERA_IMAGE, self._on_frame, CAMERA_QOS, callback_group=MutuallyExclusiveCallbackGroup()
-        )
+        self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_frame, CAMERA_QOS)
         self.create_subscription(Image, topics.GOAL_IMAGE, self._on_goal_image, 1)
         self.create_service(Trigger, topics.START, self._service(self.loop.start))
         self.create_service(Trigger, topics.PAUSE, self._service(self.loop.pause))
         self.create_service(Trigger, topics.STOP, self._service(self.loop.stop))
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.timer = self.create_timer(1.0 / config.rate_hz, self._on_tick, callback_group=MutuallyExclusiveCallbackGroup())
+        # The control clock is a thread of its own, not an executor timer: the executor only moves
+        # messages, and however late it runs, the ticks stay on their deadlines (control.ControlClock).
+        self.clock = ControlClock(1.0 / config.rate_hz, self._on_tick, name="policy-clock").start()
         self.diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
             f"policy {model} ({self.policy.metadata['agent'] or 'agent'}, {self.policy.image_size}px, "
@@ -142,7 +140,7 @@ class PolicyNode(Node):
                     return SetParametersResult(successful=False, reason=str(error))
                 self.loop.set_goal(rgb)
                 self.goal_path = path
-            elif param.name in ("model", "rate_hz", "threads", "max_frame_age", "reject_identical_frames"):
+            elif param.name in ("model", "rate_hz", "threads", "max_frame_age", "reject_identical_frames", "steps_to_goal_every"):
                 return SetParametersResult(successful=False, reason=f"{param.name} is fixed at start-up; restart the node")
         return SetParametersResult(successful=True)
 
@@ -181,12 +179,14 @@ class PolicyNode(Node):
         else:
             status.level, status.message = DiagnosticStatus.OK, feedback.state
         status.values = [KeyValue(key=key, value=str(value)) for key, value in vars(feedback).items()]
+        status.values.append(KeyValue(key="ticks_missed_late", value=str(self.clock.missed)))
         status.values.append(KeyValue(key="goal", value=str(self.goal_path)))
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)
 
     def destroy_node(self):
+        self.clock.stop()
         self.loop.close()
         return super().destroy_node()
 
@@ -200,7 +200,7 @@ def main(args=None) -> int:
             # parameter values, or a goal the model encodes to NaN/Inf
             print(f"{NODE_NAME}: refusing to start: {error}", file=sys.stderr)
             return 2
-        executor = MultiThreadedExecutor(num_threads=3)
+        executor = SingleThreadedExecutor()  # frames, goal, services, diagnostics; the clock has its own thread
         executor.add_node(node)
         try:
             executor.spin()
