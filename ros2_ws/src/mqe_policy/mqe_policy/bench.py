@@ -3,15 +3,15 @@
     mqe-closed-loop-bench [--sizes 128,256] [--camera-rates 30,60] [--seconds 20]
 
 For each native size, a random-init ResNet34 MQE agent is exported once (cached in --export-dir;
-timing does not depend on the weights). Then a replay camera (640x480 frames) and the sim arm run
-in this process and the policy node runs in its own process, exactly as `ros2 run` starts it, all
-over DDS on a private loopback domain. Reported per run:
+timing does not depend on the weights). Then the replay camera (640x480 frames), the sim arm and the
+policy node each run in a process of their own, as run.launch.py starts them, and this process
+records what they publish, all over DDS on a private loopback domain. Reported per run:
   latency   frame stamp -> action received by the arm side (what the arm waits for)
   period    interval between consecutive actions as received (target 200 ms at 5 Hz), and the
             policy's own control tick period (policy/tick_period_ms): the clock itself
   frame age age of the newest frame at each tick (policy/frame_age): a backlog would make it grow
   inference the policy graph's run time (policy/inference_latency_ms)
-  CPU       % of one core, policy process and camera+arm process, over the measured window
+  CPU       % of one core of the policy, camera and arm processes, over the measured window
   load avg  the machine's 1-minute load average at the end of the run (other work competes)
 The 60 Hz camera rate is the flood: latency and frame age must not grow with it.
 """
@@ -85,14 +85,12 @@ def cpu_seconds(pid: int) -> float:
 
 def run_once(model: Path, frames: Path, goal: Path, camera_rate: float, seconds: float, threads: int) -> dict:
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float32
 
     from mqe_policy import topics
-    from widowx_bridge.arm_node import ArmNode
-    from widowx_bridge.camera_node import CameraNode
 
     class Recorder(Node):
         def __init__(self, context):
@@ -112,47 +110,57 @@ def run_once(model: Path, frames: Path, goal: Path, camera_rate: float, seconds:
                 stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
                 self.actions.append((time.monotonic(), time.time() - stamp))
 
+    def start_node(module: str, parameters: dict) -> subprocess.Popen:
+        arguments = [item for name, value in parameters.items() for item in ("-p", f"{name}:={value}")]
+        # stderr to a file, not a pipe: a node's warnings must never block it on a full pipe
+        return subprocess.Popen([sys.executable, "-m", module, "--ros-args", *arguments, "--log-level", "warn"],
+                                stdout=subprocess.DEVNULL, stderr=tempfile.TemporaryFile("w+"))
+
+    def stderr_of(process: subprocess.Popen) -> str:
+        process.stderr.seek(0)
+        return process.stderr.read().strip()
+
     context = rclpy.Context()
     rclpy.init(context=context)
-    camera = CameraNode(parameter_overrides={"source": "replay", "replay_path": str(frames), "rate_hz": camera_rate}, context=context)
-    arm = ArmNode(parameter_overrides={"backend": "sim"}, context=context)
     recorder = Recorder(context)
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
-    for node in (camera, arm, recorder):
-        executor.add_node(node)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(recorder)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
-    policy = subprocess.Popen(
-        [sys.executable, "-m", "mqe_policy.policy_node", "--ros-args", "-p", f"model:={model}", "-p", f"goal:={goal}",
-         "-p", f"threads:={threads}", "--log-level", "warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    processes = {
+        "camera": start_node("widowx_bridge.camera_node", {"source": "replay", "replay_path": frames, "rate_hz": camera_rate}),
+        "arm": start_node("widowx_bridge.arm_node", {"backend": "sim"}),
+        "policy": start_node("mqe_policy.policy_node", {"model": model, "goal": goal, "threads": threads}),
+    }
     try:
         deadline = time.monotonic() + 120
         recorder.recording = True
         while len(recorder.actions) < 5:
-            if policy.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the policy node did not start: {policy.stderr.read().strip()}")
+            failed = {name: process for name, process in processes.items() if process.poll() is not None}
+            if failed or time.monotonic() > deadline:
+                errors = "; ".join(f"{name}: {stderr_of(process)}" for name, process in failed.items())
+                raise RuntimeError(f"the closed loop did not start: {errors or 'no actions within 120 s'}")
             time.sleep(0.1)
         time.sleep(2.0)  # warm-up: onnxruntime's first runs allocate
         for series in (recorder.actions, recorder.frame_ages, recorder.inference, recorder.ticks):
             series.clear()
-        started, policy_cpu, own_cpu = time.monotonic(), cpu_seconds(policy.pid), cpu_seconds(os.getpid())
+        started = time.monotonic()
+        cpu_before = {name: cpu_seconds(process.pid) for name, process in processes.items()}
         time.sleep(seconds)
         load = os.getloadavg()[0]  # other work on the machine: the figures are only as good as this
         recorder.recording = False
         wall = time.monotonic() - started
-        policy_cpu = (cpu_seconds(policy.pid) - policy_cpu) / wall * 100
-        own_cpu = (cpu_seconds(os.getpid()) - own_cpu) / wall * 100
+        cpu = {name: (cpu_seconds(process.pid) - cpu_before[name]) / wall * 100 for name, process in processes.items()}
     finally:
-        policy.terminate()
-        try:
-            policy.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            policy.kill()
+        for process in processes.values():
+            process.terminate()
+        for process in processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
         executor.shutdown(timeout_sec=5)
-        for node in (camera, arm, recorder):
-            node.destroy_node()
+        recorder.destroy_node()
         rclpy.try_shutdown(context=context)
 
     received = np.array([at for at, _ in recorder.actions])
@@ -174,8 +182,9 @@ def run_once(model: Path, frames: Path, goal: Path, camera_rate: float, seconds:
         "frame_age_p50": percentile(np.array(recorder.frame_ages) * 1e3, 50),
         "frame_age_p99": percentile(np.array(recorder.frame_ages) * 1e3, 99),
         "inference_p50": percentile(recorder.inference, 50),
-        "policy_cpu": policy_cpu,
-        "camera_arm_cpu": own_cpu,
+        "policy_cpu": cpu["policy"],
+        "camera_cpu": cpu["camera"],
+        "arm_cpu": cpu["arm"],
         "load": load,
     }
 
@@ -211,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"running {size}x{size} with the camera at {rate:g} Hz for {options.seconds:g} s ...", file=sys.stderr)
                 rows.append((size, rate, run_once(model, frames, goal, rate, options.seconds, options.threads)))
 
-    print(f"\nClosed loop, sim arm + replay camera (640x480) + ResNet34 MQE policy (onnxruntime, {options.threads} threads); "
+    print(f"\nClosed loop, sim arm + replay camera (640x480) + ResNet34 MQE policy, one process each (onnxruntime, {options.threads} threads); "
           f"{machine_description()}; {options.seconds:g} s per row.\n")
     print("| size | camera Hz | actions | rate Hz | latency p50 / p99 ms | action period p50 / p99 ms (p1) | "
           "tick period p50 / p99 ms (p1) | "
@@ -223,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['tick_p50']:.1f} / {r['tick_p99']:.1f} ({r['tick_p1']:.1f}) | "
               f"{r['frame_age_p50']:.1f} / {r['frame_age_p99']:.1f} | "
               f"{r['latency_first_half_p50']:.1f} / {r['latency_second_half_p50']:.1f} | {r['inference_p50']:.1f} | "
-              f"{r['policy_cpu']:.0f} / {r['camera_arm_cpu']:.0f} | {r['load']:.1f} |")
+              f"{r['policy_cpu']:.0f} / {r['camera_cpu']:.0f} / {r['arm_cpu']:.0f} | {r['load']:.1f} |")
     print("\nTargets (2 cores): period p99 within 200 +- 10 ms; latency p99 <= 100 ms at 256; "
           "no backlog at 60 Hz (frame age and latency do not grow).")
     return 0
