@@ -30,6 +30,7 @@ class Harness:
     """A PolicyLoop with a settable clock that records what it publishes."""
 
     def __init__(self, kind: str = "mqe", **config):
+        config.setdefault("fresh_frame_wait", 0.0)  # ticks act on the frame set before them
         self.rng = np.random.default_rng(0)
         self.policy = OnnxPolicy(exported_policy(kind), threads=1)
         if kind == "mqe":
@@ -213,6 +214,25 @@ def test_non_finite_outputs_are_never_published():
         assert any("inference failed" in line for line in h.logs)
     finally:
         h.loop.close()
+
+
+def test_tick_waits_for_a_frame_newer_than_itself_then_falls_back_to_the_newest():
+    h = Harness(fresh_frame_wait=0.5, rate_hz=1.0)
+    try:
+        h.frame(age=0.02)
+        h.clock.now += 0.2
+        fresh = Frame(stamp=h.clock.now, decode=lambda: random_image(h.rng))
+        threading.Timer(0.05, h.loop.on_frame, args=(fresh,)).start()  # arrives while the tick waits
+        assert h.loop.tick() == "dispatched" and h.loop.wait_idle()
+        assert h.published[-1][1] == fresh.stamp  # the fresh frame, not the one older than the tick
+        newest = h.frame(age=0.01)
+        started = time.monotonic()
+        assert h.step(0.2) == "dispatched"  # no frame arrives: after the wait, the newest one
+        assert time.monotonic() - started >= 0.5 and h.published[-1][1] == newest.stamp
+    finally:
+        h.loop.close()
+    with pytest.raises(ValueError, match="fresh_frame_wait"):
+        LoopConfig(fresh_frame_wait=0.2, rate_hz=5.0)  # as long as the period: no time left to act
 
 
 def test_control_clock_keeps_its_deadlines_and_skips_the_ones_a_late_tick_missed():

@@ -9,7 +9,7 @@ records what they publish, all over DDS on a private loopback domain. Reported p
   latency   frame stamp -> action received by the arm side (what the arm waits for)
   period    interval between consecutive actions as received (target 200 ms at 5 Hz), and the
             policy's own control tick period (policy/tick_period_ms): the clock itself
-  frame age age of the newest frame at each tick (policy/frame_age): a backlog would make it grow
+  frame age age of the frame each tick acts on (policy/frame_age): a backlog would make it grow
   inference the policy graph's run time (policy/inference_latency_ms)
   CPU       % of one core of the policy, camera and arm processes, over the measured window
   load avg  the machine's 1-minute load average at the end of the run (other work competes)
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{machine_description()}; {options.seconds:g} s per row.\n")
     print("| size | camera Hz | actions | rate Hz | latency p50 / p99 ms | action period p50 / p99 ms (p1) | "
           "tick period p50 / p99 ms (p1) | "
-          "frame age p50 / p99 ms | latency 1st / 2nd half p50 ms | inference p50 ms | CPU % policy / camera+arm | load avg |")
+          "frame age p50 / p99 ms | latency 1st / 2nd half p50 ms | inference p50 ms | CPU % policy / camera / arm | load avg |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size, rate, r in rows:
         print(f"| {size} | {rate:g} | {r['actions']} | {r['rate_hz']:.2f} | {r['latency_p50']:.1f} / {r['latency_p99']:.1f} | "

@@ -67,6 +67,7 @@ class PolicyNode(Node):
             max_frame_age=float(self.declare_parameter("max_frame_age", 0.5).value),
             reject_identical_frames=self.declare_parameter("reject_identical_frames", True).value,
             steps_to_goal_every=self.declare_parameter("steps_to_goal_every", 5).value,
+            fresh_frame_wait=float(self.declare_parameter("fresh_frame_wait", 0.05).value),
         )
 
         if not model:
@@ -140,7 +141,8 @@ class PolicyNode(Node):
                     return SetParametersResult(successful=False, reason=str(error))
                 self.loop.set_goal(rgb)
                 self.goal_path = path
-            elif param.name in ("model", "rate_hz", "threads", "max_frame_age", "reject_identical_frames", "steps_to_goal_every"):
+            elif param.name in ("model", "rate_hz", "threads", "max_frame_age", "reject_identical_frames", "steps_to_goal_every",
+                                "fresh_frame_wait"):
                 return SetParametersResult(successful=False, reason=f"{param.name} is fixed at start-up; restart the node")
         return SetParametersResult(successful=True)
 

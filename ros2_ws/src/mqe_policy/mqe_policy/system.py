@@ -101,7 +101,7 @@ LAUNCH_ARGUMENTS: tuple[Argument, ...] = (
     Argument("use_sim", "false", "true: simulated arm (and sim camera unless camera is given); false: the Interbotix arm", ("true", "false")),
     Argument("camera", "", "camera source: realsense | usb | replay | sim (default: sim with use_sim:=true, else realsense)", ("",) + CAMERA_SOURCES),
     Argument("camera_path", "", "replay: a folder of images or a video file; usb: device index or path"),
-    Argument("camera_rate_hz", "30.0", "camera frame rate (replay and sim sources)"),
+    Argument("camera_rate_hz", "30.0", "camera frame rate (every source; the policy waits up to 1.5 frame periods for a fresh frame)"),
     Argument("rate_hz", "5.0", "policy control rate in Hz: one action per tick (BridgeData V2: 5)"),
     Argument("params_file", "", "optional YAML of ROS parameters for any node, applied over config/*.yaml"),
 )
@@ -169,6 +169,8 @@ def describe_nodes(arguments: Mapping[str, str]) -> list[NodeDescription]:
         "rate_hz": float(arguments["rate_hz"]),
         # The sim camera renders a still scene while the arm holds: identical frames are expected.
         "reject_identical_frames": camera != "sim",
+        # Each tick waits up to 1.5 camera periods for a fresh frame (control.LoopConfig), capped below the tick.
+        "fresh_frame_wait": min(1.5 / float(arguments["camera_rate_hz"]), 0.5 / float(arguments["rate_hz"])),
     }
     if arguments["goal_dir"]:
         policy_parameters["goal_dir"] = arguments["goal_dir"]
