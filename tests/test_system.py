@@ -1,7 +1,8 @@
 """THE system test: camera(replay) + sim arm bridge + policy as real rclpy nodes over DDS.
 
-The camera and the arm run in this process; the policy node runs as its own process (so it can be
-killed), exactly as `ros2 run mqe_policy policy_node` starts it. The policy is a real export of a
+The camera and the policy node run as their own processes, exactly as `ros2 run` (and the launch
+file) starts them, so the test can take the camera away and kill the policy; the arm node runs in
+this process, where the test reads its counters. The policy is a real export of a
 random-init agent whose action statistics push every step beyond the arm's clip, so clipping and
 the workspace bounds are exercised on every tick.
 """
@@ -23,7 +24,7 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
@@ -36,7 +37,6 @@ from mqe_policy import topics
 from mqe_policy.run import InProcessSystem
 from widowx_bridge import topics as arm_topics
 from widowx_bridge.arm_node import ArmNode
-from widowx_bridge.camera_node import CameraNode
 from widowx_bridge.control import ControlConfig
 from test_policy_artifacts import exported_policy
 from test_runtime import set_metadata
@@ -128,24 +128,22 @@ class Observer(Node):
         return future.result()
 
 
-class SpunCamera:
-    """A replay camera node on its own executor and thread, so the test can take it away (and
-    bring it back) without touching the executor of the other nodes."""
+class CameraProcess:
+    """The replay camera node in its own process; close() takes it away like a dead camera driver."""
 
-    def __init__(self, context, overrides: dict):
-        self.node = CameraNode(parameter_overrides=overrides, context=context)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+    def __init__(self, overrides: dict, log: Path):
+        parameters = [word for name, value in overrides.items() for word in ("-p", f"{name}:={value}")]
+        self.process = subprocess.Popen([sys.executable, "-m", "widowx_bridge.camera_node", "--ros-args", *parameters],
+                                        stdout=log.open("a"), stderr=subprocess.STDOUT, env=dict(os.environ))
 
     def close(self) -> None:
-        if self.executor is None:
-            return
-        self.executor.shutdown(timeout_sec=5)
-        self.thread.join(timeout=5)
-        self.node.destroy_node()
-        self.executor = None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -183,7 +181,7 @@ def test_closed_loop_system_over_dds(tmp_path, wild_export):
     rclpy.init(context=context)
     executor = MultiThreadedExecutor(num_threads=4, context=context)
     camera_overrides = {"source": "replay", "replay_path": str(replay), "rate_hz": 30.0}
-    camera = SpunCamera(context, camera_overrides)
+    camera = CameraProcess(camera_overrides, tmp_path / "camera.log")
     arm = ArmNode(parameter_overrides={"backend": "sim", "robot_model": "wx250s"}, context=context)
     observer = Observer(context)
     for node in (arm, observer):
@@ -197,18 +195,12 @@ def test_closed_loop_system_over_dds(tmp_path, wild_export):
         begin = time.monotonic()
         time.sleep(10.5)
         window = [a for a in observer.actions_since(begin) if a[0] <= begin + 10.0]
-        # The control clock holds 5 Hz; on this shared 2-core machine a starved camera thread can
-        # leave a tick without a new frame, which the repeated-frame watchdog rightly skips.
         with observer.lock:
             ticks = [period for at, period in observer.tick_periods if begin <= at <= begin + 10.0]
         assert len(ticks) >= 45 and np.median(ticks) == pytest.approx(200.0, abs=10.0)
         with observer.lock:
-            held = [reason for at, reason in observer.reasons if begin <= at <= begin + 10.0 and reason]
-        # Every tick either acts or is held by a frame watchdog; this process's own replay camera,
-        # starved on a loaded 2-core machine, sometimes leaves a tick without a new frame.
-        assert all("repeated frame" in reason or "too old" in reason for reason in held), held
-        assert len(window) <= 52 and len(window) + len(held) >= 45, f"{len(window)} actions, {len(held)} held ticks"
-        assert len(window) >= 30, f"{len(window)} actions in 10 s at 5 Hz"
+            held_ticks = [reason for at, reason in observer.reasons if begin <= at <= begin + 10.0 and reason]
+        assert 45 <= len(window) <= 52, f"{len(window)} actions in 10 s at 5 Hz ({len(held_ticks)} ticks held: {held_ticks[:3]})"
         intervals = np.diff([a[0] for a in window])
         assert np.median(intervals) == pytest.approx(0.2, abs=0.02)
         for received, stamp, values in window:
@@ -238,9 +230,9 @@ def test_closed_loop_system_over_dds(tmp_path, wild_export):
         time.sleep(1.0)
         assert observer.actions_since(held) == [], "actions published from stale frames"
         assert "holding" in observer.last(observer.arm_messages, held)
-        camera = SpunCamera(context, camera_overrides)
+        camera = CameraProcess(camera_overrides, tmp_path / "camera.log")
         back = time.monotonic()
-        wait_for(lambda: len(observer.actions_since(back)) >= 3, 5.0, "actions after the camera returned")
+        wait_for(lambda: len(observer.actions_since(back)) >= 3, 15.0, "actions after the camera returned")
         assert observer.last(observer.states, back) == "running"
 
         # --- 3. repeated-frame watchdog: a frozen driver republishes one image -------------------
@@ -264,9 +256,9 @@ def test_closed_loop_system_over_dds(tmp_path, wild_export):
         assert observer.actions_since(held) == [], "actions published from a repeated frame"
         stop_frozen.set()
         frozen_thread.join()
-        camera = SpunCamera(context, camera_overrides)
+        camera = CameraProcess(camera_overrides, tmp_path / "camera.log")
         back = time.monotonic()
-        wait_for(lambda: len(observer.actions_since(back)) >= 3, 5.0, "actions after fresh frames returned")
+        wait_for(lambda: len(observer.actions_since(back)) >= 3, 15.0, "actions after fresh frames returned")
 
         # --- 4. services: pause and stop hold the arm, start resumes ----------------------------
         for service, state in ((topics.PAUSE, "paused"), (topics.STOP, "stopped")):
