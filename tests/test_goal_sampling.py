@@ -98,6 +98,21 @@ def test_current_and_random_goal_mixing():
     assert np.all(goals.waypoint_steps >= 1)
 
 
+def test_random_actor_goals_mix_in_dataset_states_without_touching_value_goals():
+    config = get_config()
+    rng_args = (np.arange(0, 900, 3), np.full(300, 999), 5000)
+    plain = sample_goal_indices(np.random.default_rng(9), *rng_args, config)
+    config["actor_p_randomgoal"] = 0.5
+    index = np.repeat(np.arange(0, 900, 3), SAMPLES // 300)
+    goals = sample_goal_indices(np.random.default_rng(9), index, np.full(len(index), 999), 5000, config)
+    # half of the goals are random dataset states, and 4/5 of those lie beyond this trajectory's 1000
+    assert np.mean(goals.actor_goal > 999) == pytest.approx(0.5 * 4000 / 5000, abs=0.01)
+    assert goals.actor_goal.max() >= 4000
+    assert np.all(goals.value_goal_steps >= 1) and np.all(goals.value_goal <= 999)  # value goals unchanged
+    again = sample_goal_indices(np.random.default_rng(9), *rng_args, get_config())
+    assert np.array_equal(plain.actor_goal, again.actor_goal)  # p = 0 draws nothing extra
+
+
 def test_rejects_transitions_at_trajectory_end():
     with pytest.raises(ValueError, match="final index"):
         sample_goal_indices(np.random.default_rng(0), np.array([5]), np.array([5]), 10, get_config())

@@ -24,6 +24,9 @@ def test_presets_follow_the_paper_and_ogbench():
     assert agent_config("gciql", "pointmaze-giant-navigate-v0")["goal_sampling"]["gamma"] == 0.995
     assert agent_config("qrl", "pointmaze-medium-navigate-v0")["alpha"] == 0.0003
     assert agent_config("qrl", "pointmaze-medium-navigate-v0")["goal_sampling"]["value_p_randomgoal"] == 1.0
+    for name in ("mqe", "gcbc", "gciql", "qrl"):  # OGBench: random actor goals on stitch datasets only
+        assert agent_config(name, "pointmaze-medium-stitch-v0")["goal_sampling"]["actor_p_randomgoal"] == 0.5
+        assert agent_config(name, "pointmaze-medium-navigate-v0")["goal_sampling"]["actor_p_randomgoal"] == 0.0
     small = agent_config("mqe", "pointmaze-medium-stitch-v0", width=64)
     assert small["value_hidden_dims"] == (64, 64, 64) and small["latent_dim"] == 64
     for name in ("mqe", "gcbc", "gciql", "qrl"):  # the presets only change existing keys

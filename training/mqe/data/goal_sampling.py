@@ -6,7 +6,8 @@ last state of i's trajectory. A transition (s_t, a_t, s_{t+1}) exists for every 
 For a transition at t in a trajectory ending at T (issue #2, paper Eq. 3 and 8):
   value goal       g = s_{t + min(K, T - t)},      K ~ Geom(1 - gamma), support {1, 2, ...}
   waypoint         w = s_{t + k'},  k' = min(Geom(1 - lambda), K, T - t); with probability p, k' = 1
-  actor goal       uniform over s_{t+1} .. s_T (or geometric like the value goal)
+  actor goal       uniform over s_{t+1} .. s_T (or geometric like the value goal); with probability
+                   actor_p_randomgoal a random dataset state (OGBench's stitch datasets: 0.5)
 Baselines mix in the current state or a random dataset state as value goal (OGBench's
 p_curgoal / p_trajgoal / p_randomgoal); MQE uses trajectory goals only.
 """
@@ -26,6 +27,7 @@ def get_config() -> dict:
         value_p_curgoal=0.0,  # probability the value goal is the current state (GCIQL)
         value_p_randomgoal=0.0,  # probability the value goal is a random dataset state (GCIQL, QRL)
         actor_goal="uniform",  # "uniform" over the rest of the trajectory, or "geometric"
+        actor_p_randomgoal=0.0,  # probability the actor goal is a random dataset state (OGBench stitch: 0.5)
     )
 
 
@@ -80,11 +82,16 @@ def sample_goal_indices(
     else:
         raise ValueError(f"goal sampling: actor_goal must be 'uniform' or 'geometric', got {config['actor_goal']!r}")
 
+    actor_goal = index + actor_steps
+    if config["actor_p_randomgoal"] > 0:  # drawn only when used: runs without it keep their random stream
+        is_random_actor_goal = rng.random(size) < config["actor_p_randomgoal"]
+        actor_goal = np.where(is_random_actor_goal, rng.integers(0, num_states, size=size), actor_goal)
+
     return GoalIndices(
         next=index + 1,
         value_goal=value_goal,
         value_goal_steps=value_goal_steps,
         waypoint=index + waypoint_steps,
         waypoint_steps=waypoint_steps,
-        actor_goal=index + actor_steps,
+        actor_goal=actor_goal,
     )

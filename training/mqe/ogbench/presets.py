@@ -8,8 +8,9 @@ Shared (paper Table 2 / OGBench): raw 2-D state into MLPs (512, 512, 512) with L
          value goals 0.2 current / 0.5 trajectory (geometric) / 0.3 random, gamma 0.99 (0.995 giant)
   qrl    OGBench qrl.py: IQE latent 512, value goals random states, DDPG+BC alpha 0.0003
          (hyperparameters.sh, pointmaze), gamma 0.99 (0.995 giant)
-OGBench's stitch runs draw half of the actor goals at random (actor_p_randomgoal 0.5); the shared
-goal sampler has no random actor goals, so every agent here uses trajectory actor goals.
+Stitch datasets: every agent draws half of its actor goals at random (OGBench's per-dataset setting
+actor_p_trajgoal 0.5 / actor_p_randomgoal 0.5; its README: "especially important for datasets that
+require stitching"); navigate datasets use trajectory actor goals only.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ AGENT_PRESETS = {
     },
 }
 GIANT_GAMMA = 0.995  # OGBench runs the giant mazes with discount 0.995 for every agent
+STITCH_ACTOR_P_RANDOMGOAL = 0.5  # OGBench's stitch datasets, every agent
 
 
 WIDTH_KEYS = ("actor_hidden_dims", "value_hidden_dims", "latent_dim")
@@ -74,6 +76,8 @@ def agent_config(agent: str, dataset: str, width: int = 512) -> dict:
     preset = {**STATE_TASK, **AGENT_PRESETS[agent]}
     if "giant" in dataset and "goal_sampling.gamma" in preset:
         preset["goal_sampling.gamma"] = max(preset["goal_sampling.gamma"], GIANT_GAMMA)
+    if "stitch" in dataset:
+        preset["goal_sampling.actor_p_randomgoal"] = STITCH_ACTOR_P_RANDOMGOAL
     for key, value in preset.items():
         set_path(config, key, value)
     if width != 512:
