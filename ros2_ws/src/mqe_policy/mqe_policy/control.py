@@ -133,7 +133,7 @@ class Feedback:
     steps_to_goal: float  # NaN when unknown or the export has no critic
     latency_ms: float  # inference time of the last frame (NaN before the first)
     frame_latency_ms: float  # last frame's stamp -> its action published (NaN before the first)
-    frame_age_s: float  # now - stamp of the newest frame at the last tick (NaN before the first frame)
+    frame_age_s: float  # age of the newest frame when the last tick took it, after its fresh-frame wait (NaN before the first)
     rate_hz: float  # achieved action rate over the last few actions (0 when not publishing)
     tick_period_ms: float  # time between the last two ticks: the control clock itself (NaN before two)
     actions_published: int
