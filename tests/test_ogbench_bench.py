@@ -64,8 +64,9 @@ def test_benchmark_smoke_run_of_every_agent(tmp_path, capsys):
         assert f"| {run['agent']} |" in printed
     assert (out / "learning_curves.png").stat().st_size > 1000
     assert "Machine:" in printed and results["machine"]["cores"] >= 1
-    bench_main(["--report", str(out / "results.json")])
+    bench_main(["--report", str(out / "results.json"), "--plot", str(tmp_path / "pooled.png")])
     assert "| qrl |" in capsys.readouterr().out
+    assert (tmp_path / "pooled.png").stat().st_size > 1000
     with pytest.raises(SystemExit, match="repeat"):  # pooling is for different seeds only
         bench_main(["--report", str(out / "results.json"), str(out / "results.json")])
 

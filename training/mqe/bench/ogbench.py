@@ -198,9 +198,9 @@ def plot_learning_curves(runs: list[RunResult], path: Path, title: str) -> None:
 SAME_SETUP_KEYS = ("env", "steps", "eval_episodes_per_task", "eval_max_steps", "agent_width", "batch_size")
 
 
-def print_report(paths: list[Path]) -> dict:
-    """Print the table of one results.json, or of several runs of the same setup (e.g. seeds run
-    by separate invocations) pooled into one summary."""
+def print_report(paths: list[Path], plot: Path | None = None) -> dict:
+    """Print the table of one results.json, or of several runs of the same setup (e.g. seeds or
+    agents run by separate invocations) pooled into one summary; `plot`: their learning curves."""
     documents = []
     for path in paths:
         try:
@@ -225,6 +225,9 @@ def print_report(paths: list[Path]) -> dict:
     print(markdown_table(summary, first["steps"], first["machine"]))
     for results in documents:
         print(f"Command: {results['command']}")
+    if plot is not None:
+        plot_learning_curves(runs, plot, f"{first['env']}: success vs training steps")
+        print(f"Learning curves: {plot}")
     return dict(first, runs=[dataclasses.asdict(run) for run in runs], summary=summary)
 
 
@@ -254,6 +257,7 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     parser.add_argument("--report", nargs="+", type=Path, metavar="RESULTS_JSON",
                         help="only print the table of existing results.json files (several: seeds pooled)")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="with --report: write the pooled learning curves here")
     args = parser.parse_args(argv)
     args.agent_names = [name.strip() for name in args.agents.split(",") if name.strip()]
     unknown = [name for name in args.agent_names if name not in AGENTS]
@@ -270,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     args = parse_args(argv)
     if args.report:
-        return print_report(args.report)
+        return print_report(args.report, args.plot)
     args.env = canonical_dataset_name(args.env)
     if args.torch_threads:
         import torch
