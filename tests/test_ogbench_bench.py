@@ -69,6 +69,13 @@ def test_benchmark_smoke_run_of_every_agent(tmp_path, capsys):
     assert (tmp_path / "pooled.png").stat().st_size > 1000
     with pytest.raises(SystemExit, match="repeat"):  # pooling is for different seeds only
         bench_main(["--report", str(out / "results.json"), str(out / "results.json")])
+    # a finished run's checkpoint evaluated again, with other episodes
+    evaluated = bench_main(["--env", "pointmaze-medium-navigate", "--evaluate", str(out / "runs" / "gcbc-seed0"),
+                            "--eval-episodes", "1", "--eval-max-steps", "20", "--first-seed", "5"])["evaluations"]
+    assert [(row["agent"], row["step"]) for row in evaluated] == [("gcbc", 4)] and 0.0 <= evaluated[0]["success"] <= 1.0
+    assert "| gcbc | 4 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        bench_main(["--env", "pointmaze-medium-navigate", "--evaluate", str(tmp_path)])
 
 
 def test_benchmark_rejects_unknown_agents(tmp_path):

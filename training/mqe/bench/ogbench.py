@@ -231,6 +231,38 @@ def print_report(paths: list[Path], plot: Path | None = None) -> dict:
     return dict(first, runs=[dataclasses.asdict(run) for run in runs], summary=summary)
 
 
+def evaluate_checkpoints(workdirs: list[Path], args) -> list[dict]:
+    """Evaluate the newest checkpoint of finished runs again, with `--eval-episodes` episodes per task
+    and evaluation seed `--first-seed` (a larger, independent evaluation than the one during training)."""
+    import torch
+
+    from mqe.agents import make_agent
+    from mqe.checkpoint import load_latest_checkpoint
+    from mqe.ogbench.evaluate import Evaluator, agent_policy
+
+    evaluator = Evaluator(default_recipe(args.env).env_name, args.eval_episodes, seed=args.first_seed,
+                          max_episode_steps=args.eval_max_steps)
+    rows = []
+    print(f"| run | agent | step | success % ({args.eval_episodes} x 5 episodes, eval seed {args.first_seed}) | per task % |")
+    print("|---|---|---|---|---|")
+    for workdir in workdirs:
+        found = load_latest_checkpoint(workdir)
+        if found is None:
+            raise SystemExit(f"{workdir}: no checkpoint (expected a run directory of mqe-bench ogbench)")
+        path, state = found
+        meta = state["meta"]
+        agent = make_agent(meta["agent_name"], meta["agent_config"], tuple(meta["observation_spec"]), meta["action_dim"])
+        agent.load_state_dict(state["agent"])
+        agent.eval()
+        with torch.no_grad():
+            result = evaluator.evaluate(agent_policy(agent))
+        by_task = ", ".join(f"{100 * value:.0f}" for _, value in sorted(result.success_by_task.items()))
+        print(f"| {workdir} | {meta['agent_name']} | {state['step']} | {100 * result.success:.1f} | {by_task} |")
+        rows.append(dict(workdir=str(workdir), agent=meta["agent_name"], step=state["step"], success=result.success))
+    evaluator.close()
+    return rows
+
+
 def parse_args(argv: list[str] | None):
     from mqe.agents import AGENTS
     from mqe.ogbench.presets import BATCH_SIZE
@@ -258,6 +290,9 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--report", nargs="+", type=Path, metavar="RESULTS_JSON",
                         help="only print the table of existing results.json files (several: seeds pooled)")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="with --report: write the pooled learning curves here")
+    parser.add_argument("--evaluate", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="only evaluate the newest checkpoint of these run directories (runs/<agent>-seed<k>) on "
+                             "--env with --eval-episodes per task and evaluation seed --first-seed")
     args = parser.parse_args(argv)
     args.agent_names = [name.strip() for name in args.agents.split(",") if name.strip()]
     unknown = [name for name in args.agent_names if name not in AGENTS]
@@ -280,6 +315,8 @@ def main(argv: list[str] | None = None) -> dict:
         import torch
 
         torch.set_num_threads(args.torch_threads)
+    if args.evaluate:
+        return {"evaluations": evaluate_checkpoints(args.evaluate, args)}
     command = "mqe-bench ogbench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     out = Path(args.out or f"runs/ogbench/{args.env}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
