@@ -249,7 +249,7 @@ def evaluate_checkpoints(workdirs: list[Path], args) -> list[dict]:
         found = load_latest_checkpoint(workdir)
         if found is None:
             raise SystemExit(f"{workdir}: no checkpoint (expected a run directory of mqe-bench ogbench)")
-        path, state = found
+        _, state = found
         meta = state["meta"]
         agent = make_agent(meta["agent_name"], meta["agent_config"], tuple(meta["observation_spec"]), meta["action_dim"])
         agent.load_state_dict(state["agent"])
