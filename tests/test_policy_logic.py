@@ -235,6 +235,52 @@ def test_tick_waits_for_a_frame_newer_than_itself_then_falls_back_to_the_newest(
         LoopConfig(fresh_frame_wait=0.2, rate_hz=5.0)  # as long as the period: no time left to act
 
 
+def test_fresh_frame_wait_gives_way_when_inference_fills_the_period():
+    h = Harness(fresh_frame_wait=0.5, rate_hz=1.0)
+    try:
+        act = h.policy.act
+        h.policy.act = lambda rgb: time.sleep(0.7) or act(rgb)  # inference takes 70 % of the 1 s period
+        h.frame(age=0.01)
+        assert h.step(0.0) == "dispatched"  # no inference time known yet: the full wait
+        h.clock.now += 0.1
+        h.frame(age=0.01)
+        started = time.monotonic()
+        assert h.loop.tick() == "dispatched"
+        waited = time.monotonic() - started
+        assert waited < 0.35, f"waited {waited:.2f} s: at most 1 - 1.25 * 0.7 = 0.125 s was left"
+        assert h.loop.wait_idle()
+    finally:
+        h.loop.close()
+
+
+def test_a_slow_steps_to_goal_evaluation_never_costs_an_action():
+    h = Harness(rate_hz=5.0, steps_to_goal_every=1)
+    try:
+        release = threading.Event()
+        calls = []
+        steps_to_goal = h.policy.steps_to_goal
+        h.policy.steps_to_goal = lambda rgb: (calls.append(rgb), release.wait(10.0), steps_to_goal(rgb))[-1]
+        for _ in range(4):  # the critic hangs for all four periods
+            h.frame(age=0.0)
+            h.clock.now += 0.2
+            assert h.loop.tick() == "dispatched"
+            deadline = time.monotonic() + 5.0
+            while len(h.published) < h.loop.feedback().ticks and time.monotonic() < deadline:
+                time.sleep(0.005)
+        assert len(h.published) == 4 and h.loop.feedback().ticks_skipped_busy == 0
+        assert len(calls) == 1  # one evaluation at a time, never queued
+        h.loop.set_goal(random_image(h.rng))  # the goal changes while the old goal's evaluation runs
+        release.set()
+        assert h.loop.wait_idle()
+        assert math.isnan(h.loop.feedback().steps_to_goal)  # the stale estimate was dropped
+        h.frame(age=0.0)
+        h.step(0.2)
+        assert len(calls) == 2 and math.isfinite(h.loop.feedback().steps_to_goal)
+    finally:
+        release.set()
+        h.loop.close()
+
+
 def test_control_clock_keeps_its_deadlines_and_skips_the_ones_a_late_tick_missed():
     assert next_deadline(1.0, 1.05, 0.2) == (1.2, 0)  # on time: the next period, no drift from the tick's run time
     assert next_deadline(1.0, 1.2, 0.2) == pytest.approx((1.4, 1))  # woke exactly at the next deadline: skipped

@@ -106,9 +106,13 @@ class OnnxPolicy:
 
     set_goal(rgb) once per goal, then act(rgb) per control step. Images are HxWx3 uint8 RGB of any
     size; they are squashed to the model's native size by mqe.contract.resize_for_policy.
+
+    `threads` are the intra-op threads of the goal encoder and the policy graph. The distance graph
+    (steps_to_goal, operator feedback) gets `distance_threads`, by default one: then it runs wholly on
+    the calling thread, so a caller that lowers that thread's priority lowers all of its work.
     """
 
-    def __init__(self, artifact_dir: str | os.PathLike, threads: int = 2):
+    def __init__(self, artifact_dir: str | os.PathLike, threads: int = 2, distance_threads: int = 1):
         self.artifact_dir = Path(artifact_dir)
         if not self.artifact_dir.is_dir():
             raise contract.PolicyArtifactError(f"{self.artifact_dir}: no such policy directory (expected the output of mqe-export)")
@@ -124,7 +128,7 @@ class OnnxPolicy:
         self._distance_session = None
         files = [(goal_path, goal_meta), (policy_path, policy_meta)]
         if distance_path.is_file():
-            self._distance_session, distance_meta = self._load(distance_path, "distance", threads)
+            self._distance_session, distance_meta = self._load(distance_path, "distance", distance_threads)
             files.append((distance_path, distance_meta))
 
         # The files must come from one export: same id, and the same values for the shared fields.
