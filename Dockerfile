@@ -1,8 +1,8 @@
 # Robot PC image: ROS 2 Humble + Interbotix X-Series arm stack + RealSense + this project's ROS packages
 # and the torch-free policy runtime. Build on the robot PC (it downloads Interbotix's installer):
 #   docker build -t mqe-robot .
-#   docker run --rm -it --net=host --privileged -v /dev:/dev mqe-robot \
-#     ros2 launch mqe_policy run.launch.py goal:=drawer.png model:=/policies/mqe
+#   docker run --rm -it --net=host --privileged -v /dev:/dev -v $PWD/policies:/policies mqe-robot \
+#     ros2 launch /opt/mqe/launch/robot.launch.py goal:=drawer.png model:=/policies/mqe
 FROM ros:humble-ros-base-jammy
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -31,6 +31,7 @@ RUN python3 -m pip install -r /opt/mqe/requirements-robot.txt /opt/mqe/training
 
 COPY ros2_ws/src /opt/mqe/ros2_ws/src
 COPY goal_images /opt/mqe/goal_images
+COPY launch /opt/mqe/launch
 WORKDIR /opt/mqe/ros2_ws
 RUN . /opt/ros/humble/setup.bash \
     && . /opt/interbotix_ws/install/setup.bash \

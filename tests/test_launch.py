@@ -1,4 +1,5 @@
-"""run.launch.py and mqe-run share mqe_policy.system; these tests keep the three from drifting.
+"""run.launch.py and mqe-run share mqe_policy.system; these tests keep the three (and the robot PC's
+bring-up launch/robot.launch.py) from drifting.
 
 `launch` and `launch_ros` exist only on the robot PC, so the launch file is checked by parsing it.
 """
@@ -23,6 +24,7 @@ from mqe_policy import system
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_DIR = REPO / "ros2_ws" / "src" / "mqe_policy"
 LAUNCH_FILE = PACKAGE_DIR / "launch" / "run.launch.py"
+ROBOT_LAUNCH_FILE = REPO / "launch" / "robot.launch.py"
 ROS_BUILTIN_PARAMETERS = {"use_sim_time", "start_type_description_service"}  # declared by rclpy itself
 ARGUMENT_SETS = [
     {"goal": "drawer.png", "model": "m"},
@@ -73,6 +75,31 @@ def test_launch_file_takes_its_arguments_and_nodes_from_the_system_description()
     assert len(node_loops) == 1
     literals = [c for c in ast.walk(tree) if isinstance(c, ast.Constant) and c.value in ("policy_node", "arm_node", "camera_node")]
     assert literals == [], "executables are named only in mqe_policy.system"
+
+
+def test_robot_bringup_starts_the_interbotix_driver_and_passes_every_argument_to_run_launch():
+    tree = ast.parse(ROBOT_LAUNCH_FILE.read_text())
+    calls = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            calls.setdefault(node.func.id, []).append(node)
+    declarations = {ast.unparse(c.args[0]): {k.arg: ast.unparse(k.value) for k in c.keywords} for c in calls["DeclareLaunchArgument"]}
+    assert declarations["argument.name"] == {"default_value": "argument.default", "description": "argument.description"}
+    assert set(declarations) == {"argument.name", "'use_rviz'"}  # the system's arguments, and RViz for the driver
+    includes = {}
+    for include in calls["IncludeLaunchDescription"]:
+        keywords = {k.arg: ast.unparse(k.value) for k in include.keywords}
+        includes[ast.unparse(include.args[0])] = keywords
+    (run_source,) = [source for source in includes if "'run.launch.py'" in source]
+    assert "FindPackageShare(system.PACKAGE)" in run_source
+    assert includes[run_source]["launch_arguments"] == (
+        "{argument.name: LaunchConfiguration(argument.name) for argument in system.LAUNCH_ARGUMENTS}.items()"
+    )
+    (driver_source,) = [source for source in includes if "'xsarm_control.launch.py'" in source]
+    assert "FindPackageShare('interbotix_xsarm_control')" in driver_source
+    assert "'robot_model': LaunchConfiguration('robot_model')" in includes[driver_source]["launch_arguments"]
+    assert includes[driver_source]["condition"] == "UnlessCondition(LaunchConfiguration('use_sim'))"  # no driver in sim
+    assert {"robot_model", "use_sim"} <= {argument.name for argument in system.LAUNCH_ARGUMENTS}
 
 
 def test_required_arguments_and_defaults():
