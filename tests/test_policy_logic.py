@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from sensor_msgs.msg import Image
 
 from mqe.runtime import GoalImageError, OnnxPolicy
-from mqe_policy.control import ControlClock, Frame, LoopConfig, PolicyLoop, next_deadline
+from mqe_policy.control import FEEDBACK_NICE, ControlClock, Frame, LoopConfig, PolicyLoop, next_deadline
 from mqe_policy.policy_node import resolve_goal
 from widowx_bridge.topics import image_from_msg
 from test_policy_artifacts import exported_policy, random_image
@@ -269,6 +270,9 @@ def test_a_slow_steps_to_goal_evaluation_never_costs_an_action():
                 time.sleep(0.005)
         assert len(h.published) == 4 and h.loop.feedback().ticks_skipped_busy == 0
         assert len(calls) == 1  # one evaluation at a time, never queued
+        feedback_thread = next(t for t in threading.enumerate() if t.name == "policy-feedback" and t.is_alive())
+        nice = os.getpriority(os.PRIO_PROCESS, feedback_thread.native_id) - os.getpriority(os.PRIO_PROCESS, 0)
+        assert nice == FEEDBACK_NICE  # it runs on what CPU the actions leave over
         h.loop.set_goal(random_image(h.rng))  # the goal changes while the old goal's evaluation runs
         release.set()
         assert h.loop.wait_idle()
