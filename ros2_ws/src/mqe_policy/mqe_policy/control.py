@@ -433,6 +433,7 @@ def lower_this_threads_priority(increment: int) -> None:
     """Raise the calling thread's niceness (Linux schedules threads one by one; elsewhere a no-op).
     Only raising is allowed without privileges, which is all this does."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + increment)
+        thread_id = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread_id, os.getpriority(os.PRIO_PROCESS, thread_id) + increment)
     except (AttributeError, OSError):
         pass
