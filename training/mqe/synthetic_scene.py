@@ -17,10 +17,12 @@ import functools
 import cv2
 import numpy as np
 
+from mqe import robot
+
 # WidowX 250 workspace shown by the camera (metres, robot base frame); matches the arm's default
 # workspace clip so every reachable pose is visible.
-WORKSPACE_LOW = np.array([0.10, -0.15, -0.10])
-WORKSPACE_HIGH = np.array([0.45, 0.25, 0.18])
+WORKSPACE_LOW = np.array(robot.WORKSPACE_LOW)
+WORKSPACE_HIGH = np.array(robot.WORKSPACE_HIGH)
 TABLE_Z = WORKSPACE_LOW[2]  # the table surface is the lowest reachable height
 
 _NUM_OBJECTS = 4

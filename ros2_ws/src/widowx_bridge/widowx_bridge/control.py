@@ -33,28 +33,28 @@ from typing import Sequence
 
 import numpy as np
 
+from mqe import robot
 from mqe.contract import ACTION_DIM, GRIPPER_INDEX
 
 from widowx_bridge.backends.base import ArmBackend
 from widowx_bridge.kinematics import reachable_pose
 
-# Bridge's DEFAULT_ROTATION: the end-effector orientation that the state calls (0, 0, 0).
-NEUTRAL_ROTATION = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+NEUTRAL_ROTATION = robot.NEUTRAL_ROTATION
 
 
 @dataclasses.dataclass(frozen=True)
 class ControlConfig:
-    max_translation_step: float = 0.05  # m, per-component clip of dx, dy, dz
-    max_rotation_step: float = 0.25  # rad, per-component clip of droll, dpitch, dyaw
-    workspace_low: tuple[float, float, float] = (0.10, -0.15, -0.10)  # m, x y z
-    workspace_high: tuple[float, float, float] = (0.45, 0.25, 0.18)  # m, x y z
+    max_translation_step: float = robot.MAX_TRANSLATION_STEP  # m, per-component clip of dx, dy, dz
+    max_rotation_step: float = robot.MAX_ROTATION_STEP  # rad, per-component clip of droll, dpitch, dyaw
+    workspace_low: tuple[float, float, float] = robot.WORKSPACE_LOW  # m, x y z
+    workspace_high: tuple[float, float, float] = robot.WORKSPACE_HIGH  # m, x y z
     gripper_threshold: float = 0.5  # gripper command >= threshold opens, below closes
     command_timeout: float = 0.5  # s without a valid action before the arm holds
     min_action_interval: float = 0.1  # s, actions arriving faster are dropped (bounds the speed)
     step_moving_time: float = 0.2  # s the servos take for one step (one 5 Hz tick)
     reset_moving_time: float = 2.0  # s for the long moves: start pose, home, sleep
-    start_pose: tuple[float, ...] = (0.3, 0.0, 0.15, 0.0, 0.0, 0.0)  # x y z m, roll pitch yaw rad
-    start_gripper: float = 1.0  # 1 open .. 0 closed
+    start_pose: tuple[float, ...] = robot.START_POSE  # x y z m, roll pitch yaw rad
+    start_gripper: float = robot.START_GRIPPER  # 1 open .. 0 closed
 
     def __post_init__(self):
         low, high = np.asarray(self.workspace_low, float), np.asarray(self.workspace_high, float)
