@@ -13,8 +13,10 @@ install: $(STAMP)
 # pull gigabytes of CUDA wheels.
 $(STAMP): training/pyproject.toml requirements-dev.txt ros2_ws/src/mqe_policy/setup.py ros2_ws/src/widowx_bridge/setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# pyrealsense2's wheel links Debian's libusb-1.0-0; offscreen MuJoCo renders through OSMesa or EGL.
+	dpkg -s libusb-1.0-0 libosmesa6 >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq libusb-1.0-0 libosmesa6 libegl1)
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e 'training[train,bench]' -r requirements-dev.txt
+	$(PIP) install -e 'training[train,bench,sim]' -r requirements-dev.txt
 	$(PIP) install -e ros2_ws/src/widowx_bridge -e ros2_ws/src/mqe_policy
 	touch $@
 
