@@ -129,3 +129,109 @@ def test_goal_image_loading_and_refusals(tmp_path):
             load_goal_image(tmp_path / name)
         assert str(tmp_path / name) in str(caught.value) and expected in str(caught.value)
         assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ({contract.META_ACTION_SEMANTICS: "[]"}, "expected a JSON object"),
+        ({contract.META_ACTION_SEMANTICS: "null"}, "expected a JSON object"),
+        ({contract.META_CONTROL_RATE_HZ: "nan"}, "control_rate_hz is nan; expected a positive, finite rate"),
+        ({contract.META_CONTROL_RATE_HZ: "0"}, "control_rate_hz is 0.0; expected a positive, finite rate"),
+        ({contract.META_CONTROL_RATE_HZ: "inf"}, "expected a positive, finite rate"),
+    ],
+)
+def test_invalid_metadata_values_are_refused_not_crashed_on(export, values, expected):
+    set_metadata(export / contract.POLICY_FILE, **values)
+    message = refusal(export)
+    assert str(export / contract.POLICY_FILE) in message and expected in message
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares width x height (8-bit RGB) with almost no pixel data: the decoder
+    must refuse it from the header, as OpenCV does past CV_IO_MAX_IMAGE_PIXELS (2^30)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+
+def test_bad_goal_images_are_refused_with_one_line(tmp_path):
+    rng = np.random.default_rng(1)
+    (tmp_path / "huge.png").write_bytes(png_header_only(40000, 40000))
+    cv2.imwrite(str(tmp_path / "tiny.png"), np.full((1, 1, 3), 128, np.uint8))
+    cv2.imwrite(str(tmp_path / "narrow.png"), rng.integers(0, 256, (480, 16, 3), dtype=np.uint8))
+    cv2.imwrite(str(tmp_path / "gray.png"), rng.integers(0, 256, (64, 64), dtype=np.uint8))
+    rgba = rng.integers(0, 256, (64, 64, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    rgba[:8, :8, 3] = 0  # a transparent corner
+    cv2.imwrite(str(tmp_path / "transparent.png"), rgba)
+    for name, expected in [
+        ("huge.png", "cannot be decoded"),
+        ("tiny.png", "1x1 px is too small for a goal (at least 32x32"),
+        ("narrow.png", "16x480 px is too small"),
+        ("gray.png", "grayscale; expected a colour (RGB) image"),
+        ("transparent.png", "has transparent pixels"),
+    ]:
+        with pytest.raises(GoalImageError) as caught:
+            load_goal_image(tmp_path / name)
+        message = str(caught.value)
+        assert str(tmp_path / name) in message and expected in message, message
+        assert "\n" not in message
+
+
+def test_opaque_rgba_and_16_bit_goals_are_read_as_the_rgb_they_show(tmp_path):
+    rng = np.random.default_rng(2)
+    bgra = rng.integers(0, 256, (48, 64, 4), dtype=np.uint8)
+    bgra[..., 3] = 255
+    cv2.imwrite(str(tmp_path / "opaque.png"), bgra)
+    np.testing.assert_array_equal(load_goal_image(tmp_path / "opaque.png"), bgra[..., 2::-1])
+    deep = rng.integers(0, 65536, (40, 40, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), deep)
+    np.testing.assert_array_equal(load_goal_image(tmp_path / "deep.png"), (deep[..., ::-1] // 257).astype(np.uint8))
+
+
+def truncate_action(path, keep: int) -> None:
+    """Rewrite policy.onnx so its `action` output is the first `keep` values of the real one."""
+    from onnx import helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    for node in graph.node:
+        node.output[:] = ["action_full" if name == contract.ACTION else name for name in node.output]
+    for name, value in (("slice_starts", 0), ("slice_ends", keep), ("slice_axes", 1)):
+        graph.initializer.append(helper.make_tensor(name, onnx.TensorProto.INT64, [1], [value]))
+    graph.node.append(helper.make_node("Slice", ["action_full", "slice_starts", "slice_ends", "slice_axes"], [contract.ACTION]))
+    (output,) = [o for o in graph.output if o.name == contract.ACTION]
+    output.type.tensor_type.shape.dim[1].dim_value = keep
+    onnx.save(model, str(path))
+
+
+def test_probe_refuses_a_graph_whose_action_does_not_match_its_metadata(export):
+    truncate_action(export / contract.POLICY_FILE, keep=6)  # metadata still says 7-D
+    policy = OnnxPolicy(export, threads=1)
+    policy.set_goal(random_image(np.random.default_rng(0)))
+    with pytest.raises(contract.PolicyArtifactError) as caught:
+        policy.probe(random_image(np.random.default_rng(1)))
+    message = str(caught.value)
+    assert str(export / contract.POLICY_FILE) in message
+    assert "probe inference failed: policy produced an action of shape (6,), expected (7,)" in message
+    assert "non-finite" not in message
+
+
+def test_probe_refuses_a_nan_policy_graph_and_passes_a_good_one(tmp_path, export):
+    good = OnnxPolicy(export, threads=1)
+    good.set_goal(random_image(np.random.default_rng(0)))
+    assert good.probe(random_image(np.random.default_rng(1))).shape == (contract.ACTION_DIM,)
+    nan_export = copy_export("nan", tmp_path / "nan")
+    export_id = {e.key: e.value for e in onnx.load(str(export / contract.POLICY_FILE)).metadata_props}[contract.META_EXPORT_ID]
+    (export / contract.POLICY_FILE).write_bytes((nan_export / contract.POLICY_FILE).read_bytes())
+    set_metadata(export / contract.POLICY_FILE, **{contract.META_EXPORT_ID: export_id})
+    policy = OnnxPolicy(export, threads=1)
+    policy.set_goal(random_image(np.random.default_rng(0)))
+    with pytest.raises(contract.PolicyArtifactError, match="probe inference failed: policy produced a non-finite action"):
+        policy.probe(random_image(np.random.default_rng(1)))

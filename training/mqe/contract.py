@@ -174,6 +174,12 @@ def check_policy_metadata(metadata: Mapping[str, str], where: str, role: str) ->
         raise PolicyArtifactError(
             f"{where}: format version {version}, this software reads version {POLICY_FORMAT_VERSION}"
         )
+    if not isinstance(semantics, dict):
+        raise PolicyArtifactError(
+            f"{where}: metadata {META_ACTION_SEMANTICS} is {type(semantics).__name__} {semantics!r}; expected a JSON object"
+        )
+    if not 0.0 < rate < float("inf"):  # NaN fails too
+        raise PolicyArtifactError(f"{where}: metadata {META_CONTROL_RATE_HZ} is {rate}; expected a positive, finite rate in Hz")
     if metadata[META_ROLE] != role:
         raise PolicyArtifactError(f"{where}: has role {metadata[META_ROLE]!r}, expected {role!r}")
     if action_dim != ACTION_DIM or semantics.get("names") != list(ACTION_NAMES):

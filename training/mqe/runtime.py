@@ -26,6 +26,30 @@ class NonFiniteOutputError(RuntimeError):
     """The policy produced NaN or Inf; the caller must not act on it."""
 
 
+class ActionShapeError(RuntimeError):
+    """The policy graph's action does not have the contract's ACTION_DIM values."""
+
+
+# Smallest goal image side accepted from a file or the goal topic. A goal is a camera view of the
+# scene to reach; anything this small (a 1x1 "image" is one colour) carries no scene to reach, and
+# upsampling it to the model's input makes a blur the policy was never trained on.
+MIN_GOAL_SIDE = 32
+
+
+def check_goal_image(rgb: np.ndarray, where: str) -> np.ndarray:
+    """An HxWx3 uint8 RGB goal at least MIN_GOAL_SIDE on each side, else GoalImageError naming `where`."""
+    try:
+        contract.check_rgb_image(rgb, where)
+    except ValueError as error:
+        raise GoalImageError(str(error)) from error
+    if min(rgb.shape[:2]) < MIN_GOAL_SIDE:
+        raise GoalImageError(
+            f"{where}: {rgb.shape[1]}x{rgb.shape[0]} px is too small for a goal (at least {MIN_GOAL_SIDE}x{MIN_GOAL_SIDE}: "
+            "a camera view of the scene to reach)"
+        )
+    return rgb
+
+
 def load_goal_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as HxWx3 uint8 RGB; raise GoalImageError (one line naming the file)."""
     path = Path(path)
@@ -40,11 +64,30 @@ def load_goal_image(path: str | os.PathLike) -> np.ndarray:
     if not data:
         raise GoalImageError(f"goal image {path}: file is empty")
     # Decode from memory: cv2.imread silently returns None for every failure, without a reason.
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
+    # IMREAD_UNCHANGED keeps the channels the file has, so grayscale and alpha are seen, not converted.
+    try:
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as error:  # e.g. a header declaring more than OpenCV's CV_IO_MAX_IMAGE_PIXELS
+        reason = str(error).strip().splitlines()[-1].strip() if str(error).strip() else "decoder error"
+        raise GoalImageError(f"goal image {path}: cannot be decoded ({reason})") from error
+    if decoded is None:
         raise GoalImageError(f"goal image {path}: not a readable image (PNG/JPEG expected)")
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    return contract.check_rgb_image(rgb, f"goal image {path}")
+    channels = 1 if decoded.ndim == 2 else decoded.shape[2]
+    if channels in (1, 2):
+        # The camera is colour and so is every training frame: a gray goal can never be matched.
+        raise GoalImageError(f"goal image {path}: grayscale; expected a colour (RGB) image from the robot's camera")
+    if decoded.dtype != np.uint8:  # 16-bit PNG: the camera and the training data are 8-bit
+        decoded = (decoded // 257).astype(np.uint8) if decoded.dtype == np.uint16 else None
+        if decoded is None:
+            raise GoalImageError(f"goal image {path}: unsupported sample type; expected 8-bit RGB")
+    if channels == 4:
+        # Pixels under transparency have an arbitrary colour the user never saw: refuse them rather
+        # than make that colour the goal. A fully opaque alpha channel carries nothing and is dropped.
+        if decoded[..., 3].min() < 255:
+            raise GoalImageError(f"goal image {path}: has transparent pixels; expected an opaque RGB image (flatten it first)")
+        decoded = decoded[..., :3]
+    rgb = cv2.cvtColor(np.ascontiguousarray(decoded), cv2.COLOR_BGR2RGB)
+    return check_goal_image(rgb, f"goal image {path}")
 
 
 OPTIMIZATION_LEVELS = {
@@ -229,10 +272,21 @@ class OnnxPolicy:
         )
         action = np.asarray(action, np.float32).reshape(-1)
         if action.shape != (contract.ACTION_DIM,):
-            raise NonFiniteOutputError(f"policy produced an action of shape {action.shape}, expected ({contract.ACTION_DIM},)")
+            raise ActionShapeError(f"policy produced an action of shape {action.shape}, expected ({contract.ACTION_DIM},)")
         if not np.all(np.isfinite(action)):
             raise NonFiniteOutputError(f"policy produced a non-finite action {action.tolist()}")
         return action
+
+    def probe(self, rgb: np.ndarray) -> np.ndarray:
+        """One inference on `rgb` (after set_goal) before any action is used: a graph whose action does
+        not match the contract or is NaN/Inf is refused here, as an artifact error naming the file,
+        instead of failing every control tick."""
+        try:
+            return self.act(rgb)
+        except (ActionShapeError, NonFiniteOutputError) as error:
+            raise contract.PolicyArtifactError(
+                f"{self.artifact_dir / contract.POLICY_FILE}: probe inference failed: {error}"
+            ) from error
 
     def steps_to_goal(self, rgb: np.ndarray) -> float | None:
         """Estimated steps from this observation to the goal (critic distance / -log gamma), or None
