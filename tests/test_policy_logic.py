@@ -340,3 +340,67 @@ def test_image_messages_decode_to_rgb():
     truncated.height = 9
     with pytest.raises(ValueError, match="bytes"):
         image_from_msg(truncated)
+
+
+def test_frames_stamped_in_the_future_are_refused_beyond_a_small_tolerance(harness):
+    from mqe_policy.control import MAX_FUTURE_STAMP_S
+
+    harness.frame(age=-10.2)  # the camera's clock 10 s ahead of this PC (at the tick)
+    result = harness.step()
+    assert result.startswith("blocked: camera frame stamped 10.00 s in the future"), result
+    assert harness.loop.feedback().state == "waiting-for-frames"
+    assert "in the future" in harness.loop.feedback().reason and harness.published == []
+    harness.frame(age=-0.2 - MAX_FUTURE_STAMP_S / 2)  # within the tolerance: a synced clock's jitter
+    assert harness.step() == "dispatched" and len(harness.published) == 1
+
+
+def test_holding_on_stale_frames_logs_the_transition_once_not_every_tick(harness):
+    for _ in range(10):
+        harness.frame(age=0.7)  # every tick: a new frame, each too old by a different amount
+        harness.step(0.2)
+    held = [line for line in harness.logs if line.startswith("actions held")]
+    assert held == ["actions held: camera frame too old (0.90 s > max_frame_age 0.50 s)"], harness.logs
+    assert harness.loop.feedback().ticks_blocked == 10
+    harness.frame(age=0.0)
+    assert harness.step(0.01) == "dispatched"
+    assert sum("actions resume" in line for line in harness.logs) == 1
+
+
+def test_a_parked_arm_is_shown_and_holds_the_actions_until_it_accepts_them_again(harness):
+    harness.frame(age=0.0)
+    assert harness.step(0.01) == "dispatched"
+    harness.loop.set_arm_parked("arm parked: parked: call reset to accept actions")
+    harness.frame(age=0.0)
+    assert harness.step(0.01).startswith("blocked: arm parked")
+    feedback = harness.loop.feedback()
+    assert (feedback.state, feedback.reason) == ("arm-parked", "arm parked: parked: call reset to accept actions")
+    assert len(harness.published) == 1
+    harness.loop.set_arm_parked("")
+    harness.frame(age=0.0)
+    assert harness.step(0.01) == "dispatched" and harness.loop.feedback().state == "running"
+
+
+def test_an_inference_that_fails_every_tick_says_why_and_logs_once(tmp_path):
+    from test_policy_artifacts import copy_export
+    from test_runtime import truncate_action
+
+    export = copy_export("mqe", tmp_path / "export")
+    truncate_action(export / "policy.onnx", keep=6)  # metadata says 7-D: every act() fails
+    policy = OnnxPolicy(export, threads=1)
+    rng = np.random.default_rng(0)
+    policy.set_goal(random_image(rng))
+    clock, logs, published = Clock(), [], []
+    loop = PolicyLoop(policy, LoopConfig(fresh_frame_wait=0.0), lambda a, s: published.append(a), clock=clock, log=logs.append)
+    try:
+        for _ in range(5):
+            clock.now += 0.2
+            image = random_image(rng)
+            loop.on_frame(Frame(stamp=clock.now, decode=lambda image=image: image))
+            assert loop.tick() == "dispatched"
+            assert loop.wait_idle()
+        feedback = loop.feedback()
+        assert feedback.state == "inference-failing" and feedback.errors == 5 and published == []
+        assert feedback.reason == "inference failed (ActionShapeError: policy produced an action of shape (6,), expected (7,))"
+        assert [line for line in logs if "inference failed" in line] == [f"actions held: {feedback.reason}"]
+    finally:
+        loop.close()

@@ -48,7 +48,14 @@ class Mode(str, enum.Enum):
     STOPPED = "stopped"  # no inference, no actions (the arm holds)
 
 
-WAITING_FOR_FRAMES = "waiting-for-frames"  # reported instead of "running" while a watchdog blocks
+WAITING_FOR_FRAMES = "waiting-for-frames"  # reported instead of "running" while a frame watchdog blocks
+INFERENCE_FAILING = "inference-failing"  # reported instead of "running" while every inference fails
+ARM_PARKED = "arm-parked"  # reported instead of "running" while the arm ignores actions (torque off, home, sleep)
+
+# A frame stamped further ahead of this machine's clock than this is refused: a camera clock ahead of
+# the PC would otherwise make every frame look fresh and disable max_frame_age. Frames stamped on this
+# PC (the camera node does) are never ahead; 0.1 s allows for a hardware clock synced to it.
+MAX_FUTURE_STAMP_S = 0.1
 
 
 class ControlClock:
@@ -136,7 +143,7 @@ class LoopConfig:
 class Feedback:
     """The operator's live view, published every tick."""
 
-    state: str  # running | paused | stopped | waiting-for-frames
+    state: str  # running | paused | stopped | waiting-for-frames | inference-failing | arm-parked
     reason: str  # why actions are not published right now ("" when running)
     steps_to_goal: float  # NaN when unknown or the export has no critic
     latency_ms: float  # inference time of the last frame (NaN before the first)
@@ -190,6 +197,8 @@ class PolicyLoop:
         self._last_used_digest: bytes | None = None
         self._blocked_reason = "no camera frame yet"
         self._reported_reason = ""
+        self._failure_reason = ""  # why the last inference failed ("" after a success)
+        self._arm_parked_reason = ""  # set by set_arm_parked while the arm ignores actions
         self._publish_times: collections.deque[float] = collections.deque(maxlen=11)
         self._fb = dict(
             steps_to_goal=float("nan"), latency_ms=float("nan"), frame_latency_ms=float("nan"),
@@ -214,6 +223,12 @@ class PolicyLoop:
         with self._work:
             self._pending_goal = rgb
             self._work.notify()
+
+    def set_arm_parked(self, reason: str) -> None:
+        """The arm reports it ignores actions (reason, e.g. after torque off) or accepts them again ("").
+        The next tick holds the actions and logs the transition like a frame watchdog's."""
+        with self._lock:
+            self._arm_parked_reason = reason
 
     def start(self) -> str:
         return self._set_mode(Mode.RUNNING)
@@ -258,7 +273,7 @@ class PolicyLoop:
             if self._busy:
                 self._fb["ticks_skipped_busy"] += 1
                 return "busy"
-            reason = self._check_frame(frame, now)
+            reason = self._arm_parked_reason or self._check_frame(frame, now)
             image = None
             if reason is None:
                 try:
@@ -294,6 +309,8 @@ class PolicyLoop:
         if frame is None:
             return "no camera frame yet"
         age = now - frame.stamp
+        if age < -MAX_FUTURE_STAMP_S:
+            return f"camera frame stamped {-age:.2f} s in the future (camera clock ahead of this PC by more than {MAX_FUTURE_STAMP_S} s)"
         if age > self.config.max_frame_age:
             return f"camera frame too old ({age:.2f} s > max_frame_age {self.config.max_frame_age:.2f} s)"
         if frame.stamp == self._last_used_stamp:
@@ -301,10 +318,12 @@ class PolicyLoop:
         return None
 
     def _report(self, reason: str) -> None:
-        # Log transitions only, not every blocked tick.
-        if reason != self._reported_reason:
+        # Log transitions only, not every blocked tick: reasons of one kind differ only in the
+        # figures in parentheses (a stale frame's age grows every tick).
+        kind = reason.split(" (")[0]
+        if kind != self._reported_reason:
             self._log(f"actions held: {reason}" if reason else "fresh frames: actions resume")
-            self._reported_reason = reason
+            self._reported_reason = kind
 
     # --- the worker -----------------------------------------------------------------------------
     def _run_worker(self) -> None:
@@ -345,6 +364,9 @@ class PolicyLoop:
             with self._lock:
                 publish = self._mode is Mode.RUNNING and self._pending_goal is None
                 self._fb["latency_ms"] = latency_ms
+                recovered, self._failure_reason = bool(self._failure_reason), ""
+            if recovered:
+                self._log("inference succeeds again: actions resume")
             if publish:
                 self._publish_action(action, frame.stamp)
                 now = self._clock()
@@ -361,16 +383,24 @@ class PolicyLoop:
                     self._feedback_busy = True
                     self._feedback_work.notify()
         except Exception as error:  # noqa: BLE001  the worker must outlive any one bad frame
-            self._count_failure("inference", error)
+            reason = f"inference failed ({self._failure_kind(error)}: {error})"
+            with self._lock:
+                self._fb["errors"] += 1
+                first, self._failure_reason = not self._failure_reason, reason
+            if first:  # transitions only: a graph that fails every tick would log five lines a second
+                self._log(f"actions held: {reason}")
         finally:
             with self._lock:
                 self._busy = False
 
+    @staticmethod
+    def _failure_kind(error: Exception) -> str:
+        return "non-finite output" if isinstance(error, NonFiniteOutputError) else type(error).__name__
+
     def _count_failure(self, what: str, error: Exception) -> None:
         with self._lock:
             self._fb["errors"] += 1
-        kind = "non-finite output" if isinstance(error, NonFiniteOutputError) else type(error).__name__
-        self._log(f"{what} failed ({kind}): {error}")
+        self._log(f"{what} failed ({self._failure_kind(error)}): {error}")
 
     # --- the feedback thread --------------------------------------------------------------------
     def _run_feedback_worker(self) -> None:
@@ -397,8 +427,12 @@ class PolicyLoop:
     def feedback(self) -> Feedback:
         now = self._clock()
         with self._lock:
-            if self._mode is Mode.RUNNING and self._blocked_reason:
+            if self._mode is Mode.RUNNING and self._arm_parked_reason:
+                state, reason = ARM_PARKED, self._arm_parked_reason
+            elif self._mode is Mode.RUNNING and self._blocked_reason:
                 state, reason = WAITING_FOR_FRAMES, self._blocked_reason
+            elif self._mode is Mode.RUNNING and self._failure_reason:
+                state, reason = INFERENCE_FAILING, self._failure_reason
             elif self._mode is Mode.RUNNING:
                 state, reason = Mode.RUNNING.value, ""
             else:
