@@ -39,7 +39,7 @@ from widowx_bridge import topics as arm_topics
 from widowx_bridge.arm_node import ArmNode
 from widowx_bridge.control import ControlConfig
 from test_policy_artifacts import exported_policy
-from test_runtime import set_metadata
+from test_runtime import png_header_only, set_metadata, truncate_action
 
 # Real nodes over DDS with timing assertions, in Python, on a 2-core machine: a starved executor
 # occasionally delivers late. Such a test is re-run up to twice; a failure that repeats fails the run.
@@ -323,6 +323,12 @@ def test_policy_node_refuses_to_start_with_one_line(tmp_path):
     (corrupt / contract.POLICY_FILE).write_bytes(b"\x08\x01garbage")
     mismatched = Path(shutil.copytree(export, tmp_path / "mismatched"))
     set_metadata(mismatched / contract.POLICY_FILE, **{contract.META_ACTION_DIM: "6"})
+    semantics_list = Path(shutil.copytree(export, tmp_path / "semantics_list"))
+    set_metadata(semantics_list / contract.POLICY_FILE, **{contract.META_ACTION_SEMANTICS: "[]"})
+    six_d = Path(shutil.copytree(export, tmp_path / "six_d"))
+    truncate_action(six_d / contract.POLICY_FILE, keep=6)  # the graph gives 6 values, the metadata says 7
+    (tmp_path / "huge.png").write_bytes(png_header_only(40000, 40000))
+    cv2.imwrite(str(tmp_path / "tiny.png"), np.full((1, 1, 3), 90, np.uint8))
     cases = [
         ((f"model:={tmp_path / 'missing'}", f"goal:={goal}"), "no such policy directory"),
         ((f"model:={corrupt}", f"goal:={goal}"), "not a loadable ONNX model"),
@@ -332,6 +338,11 @@ def test_policy_node_refuses_to_start_with_one_line(tmp_path):
         ((f"model:={export}", "goal:=text.png", f"goal_dir:={tmp_path}"), "not a readable image"),
         ((f"model:={exported_policy('nan')}", f"goal:={goal}"), "goal encoder produced non-finite"),
         ((f"model:={export}", f"goal:={goal}", "rate_hz:=0.0"), "rate_hz must be > 0"),
+        ((f"model:={export}", f"goal:={tmp_path / 'huge.png'}"), "cannot be decoded"),  # OpenCV's pixel limit
+        ((f"model:={export}", f"goal:={tmp_path / 'tiny.png'}"), "too small for a goal"),
+        ((f"model:={semantics_list}", f"goal:={goal}"), "expected a JSON object"),
+        ((f"model:={six_d}", f"goal:={goal}"), "probe inference failed: policy produced an action of shape (6,)"),
+        ((f"model:={exported_policy('nan')}", f"goal:={goal}"), "NonFiniteOutputError: goal encoder"),  # not a ValueError
     ]
     for parameters, expected in cases:
         args = [word for parameter in parameters for word in ("-p", parameter)]
@@ -362,8 +373,8 @@ def test_mqe_run_brings_up_the_launch_description_in_process(tmp_path):
                 assert running.nodes["widowx_arm"].controller.counters.applied >= 1
                 # The goal changes at run time: by topic, and by parameter (checked before it is taken).
                 policy = running.nodes["policy"]
-                goal_msg = Image(height=24, width=32, encoding="rgb8", step=96)
-                goal_msg.data = np.full((24, 32, 3), 200, np.uint8).tobytes()
+                goal_msg = Image(height=48, width=64, encoding="rgb8", step=192)
+                goal_msg.data = np.full((48, 64, 3), 200, np.uint8).tobytes()
                 goal_publisher = observer.create_publisher(Image, topics.GOAL_IMAGE, 1)
                 wait_for(lambda: goal_publisher.get_subscription_count() > 0, 5.0, "the goal subscription")
                 goal_publisher.publish(goal_msg)
@@ -433,3 +444,81 @@ def test_full_size_frames_cross_processes_at_the_camera_rate(tmp_path):
     assert probe.returncode == 0, probe.stderr
     frames_per_second = int(probe.stdout.strip().splitlines()[-1]) / 4
     assert frames_per_second >= 20, f"{frames_per_second} of 30 frames/s arrived"
+
+
+def test_policy_state_shows_the_parked_arm_after_torque_off(tmp_path):
+    """arm/torque_off on the sim arm: policy/state says arm-parked (and /diagnostics why) until arm/reset."""
+    replay = write_replay_folder(tmp_path / "replay", count=40, seed=2)
+    goal = write_goal(tmp_path / "goal.png")
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        arguments = {"goal": str(goal), "model": str(exported_policy("mqe")), "use_sim": "true",
+                     "camera": "replay", "camera_path": str(replay)}
+        with InProcessSystem(arguments, context=context):
+            observer = Observer(context)
+            arm_clients = {name: observer.create_client(Trigger, name)
+                           for name in (arm_topics.ARM_TORQUE_OFF, arm_topics.ARM_REBOOT_MOTORS, arm_topics.ARM_RESET)}
+            observer.trigger_clients.update(arm_clients)
+            spin = MultiThreadedExecutor(num_threads=2, context=context)
+            spin.add_node(observer)
+            thread = threading.Thread(target=spin.spin, daemon=True)
+            thread.start()
+            try:
+                wait_for(lambda: observer.last(observer.states, 0) == "running", 20.0, "the policy running")
+                assert observer.call(arm_topics.ARM_TORQUE_OFF).success
+                parked_at = time.monotonic()
+                wait_for(lambda: observer.last(observer.states, parked_at) == "arm-parked", 10.0, "policy/state arm-parked")
+                assert observer.last(observer.reasons, parked_at).startswith("arm parked: parked: call reset")
+                wait_for(lambda: any(d.message.startswith("actions held: arm parked") for d in observer.policy_diagnostics),
+                         5.0, "the reason on /diagnostics")
+                held_from = time.monotonic() + 0.5  # actions already in flight at the transition may still land
+                time.sleep(1.5)
+                assert observer.actions_since(held_from) == [], "no actions while the arm is parked"
+                assert observer.call(arm_topics.ARM_REBOOT_MOTORS).success  # torque on again, then the start pose
+                assert observer.call(arm_topics.ARM_RESET).success
+                reset_at = time.monotonic()
+                wait_for(lambda: observer.last(observer.states, reset_at) == "running", 10.0, "running again after reset")
+            finally:
+                spin.shutdown(timeout_sec=5)
+                observer.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+def test_feedback_after_the_context_is_shut_down_raises_nothing(tmp_path):
+    """Ctrl-C: rclpy's signal handler shuts the context down while the clock thread may still tick;
+    that tick must not print RCLError ('publisher's context is invalid')."""
+    from mqe_policy.policy_node import PolicyNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = PolicyNode(context=context, cli_args=["--ros-args", "-p", f"model:={exported_policy('mqe')}",
+                                                 "-p", f"goal:={write_goal(tmp_path / 'goal.png')}", "-p", "autostart:=false"])
+    try:
+        node._on_tick()  # publishes while the context is valid
+        context.shutdown()
+        node._on_tick()
+        node._publish_action(np.zeros(contract.ACTION_DIM, np.float32), 1.0)
+    finally:
+        node.destroy_node()
+
+
+def test_two_sigints_without_a_terminal_shut_the_policy_node_down_cleanly(tmp_path, wild_export):
+    """What systemd or `docker run` without -t deliver: SIGINT to the node and SIGINT forwarded by
+    launch (launch/actions/execute_local.py, humble: send_sigint when context.noninteractive)."""
+    log = tmp_path / "policy.log"
+    process = start_policy(wild_export, write_goal(tmp_path / "goal.png"), log)
+    try:
+        wait_for(lambda: "Hz, running" in log.read_text(), 30.0, "the policy node's start-up line")
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = log.read_text()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text and "RCLError" not in text, text

@@ -2,12 +2,14 @@
 
 A thin shell over mqe_policy.control.PolicyLoop (the logic) and mqe.runtime.OnnxPolicy (the model).
 Refuses to start, with one line on stderr and exit status 2, when the model or the goal image is
-unusable.
+unusable, or when one probe inference on the goal image gives an action that does not match the
+contract (wrong length, NaN/Inf).
 """
 
 from __future__ import annotations
 
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -23,11 +25,11 @@ from std_msgs.msg import Float32, String
 from std_srvs.srv import Trigger
 
 from mqe.contract import ACTION_FRAME, ACTION_NAMES, PolicyArtifactError
-from mqe.runtime import GoalImageError, NonFiniteOutputError, OnnxPolicy, load_goal_image
+from mqe.runtime import GoalImageError, OnnxPolicy, check_goal_image, load_goal_image
 from mqe_policy import topics
-from mqe_policy.control import ControlClock, Frame, LoopConfig, Mode, PolicyLoop
+from mqe_policy.control import ARM_PARKED, INFERENCE_FAILING, WAITING_FOR_FRAMES, ControlClock, Frame, LoopConfig, Mode, PolicyLoop
 from mqe_policy.system import default_goal_dir
-from widowx_bridge.topics import image_from_msg
+from widowx_bridge.topics import ARM_STATUS, image_from_msg
 
 NODE_NAME = "policy"
 
@@ -57,6 +59,16 @@ def stamp_seconds(stamp) -> float:
 class PolicyNode(Node):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
+        self.clock = None
+        self.loop = None
+        try:
+            self._start()
+        except BaseException:
+            # A refusal leaves nothing behind (no publisher, no thread) for a later shutdown to trip on.
+            self.destroy_node()
+            raise
+
+    def _start(self) -> None:
         model = self.declare_parameter("model", "").value
         goal = self.declare_parameter("goal", "").value
         self.goal_dir = self.declare_parameter("goal_dir", str(default_goal_dir())).value
@@ -74,7 +86,9 @@ class PolicyNode(Node):
             raise PolicyArtifactError("model: no policy given (set model:=DIR, a directory written by mqe-export)")
         self.policy = OnnxPolicy(model, threads=threads)
         goal_path = resolve_goal(goal, self.goal_dir)
-        self.policy.set_goal(load_goal_image(goal_path))
+        goal_rgb = load_goal_image(goal_path)
+        self.policy.set_goal(goal_rgb)
+        self.policy.probe(goal_rgb)  # a graph that cannot give a usable action is refused here, not every tick
         self.goal_path = goal_path
         if abs(self.policy.control_rate_hz - config.rate_hz) > 1e-6:
             self.get_logger().warning(
@@ -107,6 +121,7 @@ class PolicyNode(Node):
         )
         self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_frame, CAMERA_QOS)
         self.create_subscription(Image, topics.GOAL_IMAGE, self._on_goal_image, 1)
+        self.create_subscription(DiagnosticStatus, ARM_STATUS, self._on_arm_status, 10)
         self.create_service(Trigger, topics.START, self._service(self.loop.start))
         self.create_service(Trigger, topics.PAUSE, self._service(self.loop.pause))
         self.create_service(Trigger, topics.STOP, self._service(self.loop.stop))
@@ -126,10 +141,16 @@ class PolicyNode(Node):
 
     def _on_goal_image(self, msg: Image) -> None:
         try:
-            self.loop.set_goal(image_from_msg(msg))
+            self.loop.set_goal(check_goal_image(image_from_msg(msg), topics.GOAL_IMAGE))
             self.goal_path = f"from {topics.GOAL_IMAGE}"
         except ValueError as error:
             self.get_logger().error(f"{topics.GOAL_IMAGE}: ignored ({error})")
+
+    def _on_arm_status(self, msg: DiagnosticStatus) -> None:
+        # widowx_bridge's arm/status carries the controller's state; "parked" (after torque off, home,
+        # sleep) means the arm ignores actions until arm/reset.
+        state = next((value.value for value in msg.values if value.key == "state"), "")
+        self.loop.set_arm_parked(f"arm parked: {msg.message}" if state == "parked" else "")
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         for param in params:
@@ -157,10 +178,17 @@ class PolicyNode(Node):
     def _on_tick(self) -> None:
         self.loop.tick()
         feedback = self.loop.feedback()
-        self.feedback_pubs["state"].publish(String(data=feedback.state))
-        self.feedback_pubs["reason"].publish(String(data=feedback.reason))
-        for name in ("steps_to_goal", "latency_ms", "frame_latency_ms", "frame_age_s", "rate_hz", "tick_period_ms"):
-            self.feedback_pubs[name].publish(Float32(data=float(getattr(feedback, name))))
+        try:
+            self.feedback_pubs["state"].publish(String(data=feedback.state))
+            self.feedback_pubs["reason"].publish(String(data=feedback.reason))
+            for name in ("steps_to_goal", "latency_ms", "frame_latency_ms", "frame_age_s", "rate_hz", "tick_period_ms"):
+                self.feedback_pubs[name].publish(Float32(data=float(getattr(feedback, name))))
+        except Exception:  # noqa: BLE001
+            # Ctrl-C: rclpy's signal handler shuts the context down at once, on another thread, while
+            # this clock thread may be between a tick and the node's destroy_node (RCLError:
+            # "publisher's context is invalid"). Feedback after shutdown has no reader; anything else is a bug.
+            if self.context.ok():
+                raise
 
     def _publish_action(self, action: np.ndarray, stamp: float) -> None:
         msg = JointState()
@@ -169,15 +197,21 @@ class PolicyNode(Node):
         msg.header.frame_id = ACTION_FRAME  # deltas are in the arm base frame (mqe.contract)
         msg.name = list(ACTION_NAMES)
         msg.position = [float(value) for value in action]
-        self.action_pub.publish(msg)
+        try:
+            self.action_pub.publish(msg)
+        except Exception:  # noqa: BLE001  the same shutdown race as _on_tick's, on the inference worker
+            if self.context.ok():
+                raise
 
     def _publish_diagnostics(self) -> None:
         feedback = self.loop.feedback()
         status = DiagnosticStatus(name=f"{self.get_name()}: mqe policy", hardware_id=str(self.policy.artifact_dir))
         if feedback.state == "running":
             status.level, status.message = DiagnosticStatus.OK, "running"
-        elif feedback.state == "waiting-for-frames":
+        elif feedback.state in (WAITING_FOR_FRAMES, ARM_PARKED):
             status.level, status.message = DiagnosticStatus.WARN, f"actions held: {feedback.reason}"
+        elif feedback.state == INFERENCE_FAILING:
+            status.level, status.message = DiagnosticStatus.ERROR, f"actions held: {feedback.reason}"
         else:
             status.level, status.message = DiagnosticStatus.OK, feedback.state
         status.values = [KeyValue(key=key, value=str(value)) for key, value in vars(feedback).items()]
@@ -188,9 +222,27 @@ class PolicyNode(Node):
         self.diagnostics_pub.publish(array)
 
     def destroy_node(self):
-        self.clock.stop()
-        self.loop.close()
+        if self.clock is not None:
+            self.clock.stop()
+        if self.loop is not None:
+            self.loop.close()
         return super().destroy_node()
+
+
+def startup_error_line(error: Exception) -> str:
+    """One line for any start-up failure. ValueErrors (PolicyArtifactError, GoalImageError, bad
+    parameter values) carry their own message; anything else (a goal the model encodes to NaN, an
+    onnxruntime failure) is named by its type."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, ValueError) else f"{type(error).__name__}: {text}"
+
+
+def ignore_further_interrupts() -> None:
+    """Shutdown must complete: without a terminal (systemd, docker run without -t) `ros2 launch`
+    forwards SIGINT to its processes as well as the signal reaching them directly (launch's
+    execute_local.py: send_sigint=... or context.noninteractive), so a second SIGINT arrives while
+    the node is being destroyed, and would raise KeyboardInterrupt in the middle of it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def main(args=None) -> int:
@@ -198,9 +250,8 @@ def main(args=None) -> int:
     try:
         try:
             node = PolicyNode()
-        except (ValueError, NonFiniteOutputError) as error:  # PolicyArtifactError, GoalImageError, bad
-            # parameter values, or a goal the model encodes to NaN/Inf
-            print(f"{NODE_NAME}: refusing to start: {error}", file=sys.stderr)
+        except Exception as error:  # noqa: BLE001  every refusal: one line, exit 2, no traceback
+            print(f"{NODE_NAME}: refusing to start: {startup_error_line(error)}", file=sys.stderr)
             return 2
         executor = SingleThreadedExecutor()  # frames, goal, services, diagnostics; the clock has its own thread
         executor.add_node(node)
@@ -209,6 +260,7 @@ def main(args=None) -> int:
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
         finally:
+            ignore_further_interrupts()
             node.destroy_node()
     finally:
         rclpy.try_shutdown()
