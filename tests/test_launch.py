@@ -1,7 +1,18 @@
 """run.launch.py and mqe-run share mqe_policy.system; these tests keep the three (and the robot PC's
 bring-up launch/robot.launch.py) from drifting.
 
-`launch` and `launch_ros` exist only on the robot PC, so the launch file is checked by parsing it.
+`launch` and `launch_ros` exist only on the robot PC (they are not on PyPI), so the launch files are
+checked by parsing them, and the plain-Python checks they call are run here on the launch
+configurations that ROS 2 launch (humble) hands them. Upstream behaviour relied on, read in the
+humble branches of ros2/launch and ros2/launch_ros:
+- launch/actions/include_launch_description.py: arguments that match no DeclareLaunchArgument are
+  still set as launch configurations (so a misspelled name reaches context.launch_configurations);
+- launch/launch_service.py: run_async returns 1 only when an exception reaches its loop (logged as
+  "Caught exception in launch ..."), 0 after a Shutdown action; ros2launch/api/api.py returns it;
+- launch/actions/group_action.py: scoped=True, forwarding=False clears the scope's configurations
+  and sets only the ones given;
+- ros2launch/api/api.py: --launch-prefix / --launch-prefix-filter become launch-prefix:= and
+  launch-prefix-filter:= arguments.
 """
 
 from __future__ import annotations
@@ -70,11 +81,115 @@ def test_launch_file_takes_its_arguments_and_nodes_from_the_system_description()
     assert keywords["package"] == "node.package" and keywords["executable"] == "node.executable"
     assert keywords["name"] == "node.name"
     assert keywords["parameters"] == "[*node.parameter_files, node.parameters]"
-    assert "node.required" in keywords["on_exit"]
+    assert keywords["on_exit"] == "_exit_handler(node.name) if node.required else None"
     node_loops = [c for c in ast.walk(tree) if isinstance(c, ast.comprehension) and ast.unparse(c.iter).startswith("system.describe_nodes(")]
     assert len(node_loops) == 1
     literals = [c for c in ast.walk(tree) if isinstance(c, ast.Constant) and c.value in ("policy_node", "arm_node", "camera_node")]
     assert literals == [], "executables are named only in mqe_policy.system"
+
+
+def function_body_calls(tree: ast.Module, name: str) -> list[str]:
+    """The calls a module-level function makes, in source order."""
+    (function,) = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == name]
+    calls = sorted((node.lineno, node.col_offset, ast.unparse(node.func)) for node in ast.walk(function) if isinstance(node, ast.Call))
+    return [call for _, _, call in calls]
+
+
+def test_run_launch_checks_argument_names_and_inputs_before_it_creates_any_node():
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    calls = function_body_calls(tree, "_nodes")
+    order = [calls.index(name) for name in ("system.check_launch_configurations", "system.resolve_arguments", "system.check_inputs")]
+    assert order == sorted(order) and order[-1] < min(calls.index("Node"), calls.index("system.describe_nodes")), calls
+    (check,) = [c for c in ast.walk(tree) if isinstance(c, ast.Call) and ast.unparse(c.func) == "system.check_launch_configurations"]
+    assert [ast.unparse(arg) for arg in check.args] == ["context.launch_configurations"]
+
+
+def load_function(path: Path, name: str, **namespace):
+    """Compile one module-level function of a launch file on its own (the launch modules it imports
+    are not installable here); `namespace` supplies the names it uses."""
+    tree = ast.parse(path.read_text())
+    (function,) = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == name]
+    exec(compile(ast.Module(body=[function], type_ignores=[]), str(path), "exec"), namespace)
+    return namespace[name]
+
+
+def test_a_required_node_that_fails_makes_the_launch_exit_non_zero():
+    """launch_ros calls on_exit(event, context) with a ProcessExited event (launch/event_handlers/
+    on_action_event_base.py, humble: a callable on_event is called with the event); an exception
+    there reaches LaunchService.run_async, which shuts everything down and returns 1."""
+    from types import SimpleNamespace
+
+    shutdowns = []
+    exit_handler = load_function(LAUNCH_FILE, "_exit_handler", Shutdown=lambda reason: shutdowns.append(reason) or reason)
+    on_exit = exit_handler("policy")
+    with pytest.raises(RuntimeError, match="policy exited with status 2"):
+        on_exit(SimpleNamespace(returncode=2), None)
+    assert shutdowns == []
+    assert on_exit(SimpleNamespace(returncode=0), None) == "policy exited" and shutdowns == ["policy exited"]
+
+
+def humble_launch_configurations(launch_file_arguments: dict, declared: tuple) -> dict:
+    """context.launch_configurations as Humble's launch has them when the launch file's first action
+    runs: `ros2 launch` includes the file with every name:=value, IncludeLaunchDescription sets each
+    one as a configuration, declared or not, and each DeclareLaunchArgument adds its default for the
+    names not given."""
+    configurations = dict(launch_file_arguments)
+    for argument in declared:
+        configurations.setdefault(argument.name, argument.default)
+    return configurations
+
+
+def test_unknown_launch_argument_names_are_refused_naming_them_and_the_valid_ones():
+    configurations = humble_launch_configurations({"goal": "drawer.png", "use_sm": "true"}, system.LAUNCH_ARGUMENTS)
+    assert configurations["use_sim"] == "false"  # what launch alone would start with: the real arm
+    with pytest.raises(system.SystemArgumentError) as caught:
+        system.check_launch_configurations(configurations)
+    message = str(caught.value)
+    assert message.startswith("unknown launch argument(s) ['use_sm']; valid arguments: ")
+    assert all(name in message for name in system.ARGUMENT_NAMES) and "\n" not in message
+    system.check_launch_configurations(humble_launch_configurations({"goal": "g.png", "use_sim": "true"}, system.LAUNCH_ARGUMENTS))
+    # `ros2 launch --launch-prefix 'gdb -ex run'` sets launch-prefix itself
+    system.check_launch_configurations(humble_launch_configurations({"launch-prefix": "gdb"}, system.LAUNCH_ARGUMENTS))
+    # robot.launch.py: the system's names and use_rviz; run.launch.py alone does not take use_rviz
+    accepted = load_function(ROBOT_LAUNCH_FILE, "_check_arguments", system=system, ROBOT_ARGUMENTS=("use_rviz",))
+    context = type("Context", (), {})()
+    context.launch_configurations = {"use_rviz": "true", "goal": "g.png"}
+    accepted(context)
+    context.launch_configurations = {"use_rvis": "true"}
+    with pytest.raises(system.SystemArgumentError, match=r"\['use_rvis'\]; valid arguments: .*use_rviz"):
+        accepted(context)
+    with pytest.raises(system.SystemArgumentError, match=r"\['use_rviz'\]"):
+        system.check_launch_configurations({"use_rviz": "true"})
+
+
+def test_inputs_are_checked_before_any_node_with_the_policy_nodes_own_lines(tmp_path):
+    from test_policy_artifacts import copy_export, exported_policy
+    from test_runtime import truncate_action
+
+    goal = tmp_path / "goal.png"
+    cv2.imwrite(str(goal), np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    good = system.resolve_arguments({"goal": str(goal), "model": str(exported_policy("mqe")), "use_sim": "true"})
+    system.check_inputs(good)
+    six_d = copy_export("mqe", tmp_path / "six_d")
+    truncate_action(six_d / "policy.onnx", keep=6)
+    for values, expected in [
+        ({"goal": ""}, "goal: no goal image given"),
+        ({"goal": "missing.png", "goal_dir": str(tmp_path)}, f"goal image {tmp_path / 'missing.png'}: no such file"),
+        ({"model": str(tmp_path / "none")}, "no such policy directory"),
+        ({"model": str(six_d)}, "probe inference failed"),
+    ]:
+        with pytest.raises(ValueError) as caught:
+            system.check_inputs({**good, **values})
+        assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_installed_package_has_no_default_model(monkeypatch):
+    monkeypatch.delenv("MQE_MODEL", raising=False)
+    monkeypatch.setattr(system, "find_repository_dir", lambda name: None)  # as in a colcon install space
+    arguments = system.resolve_arguments({"goal": "g.png"})
+    assert arguments["model"] == ""
+    with pytest.raises(ValueError, match=r"model: no policy given \(set model:=DIR.*\$MQE_MODEL\)"):
+        system.check_inputs(arguments)
 
 
 def test_robot_bringup_starts_the_interbotix_driver_and_passes_every_argument_to_run_launch():
@@ -92,9 +207,18 @@ def test_robot_bringup_starts_the_interbotix_driver_and_passes_every_argument_to
         includes[ast.unparse(include.args[0])] = keywords
     (run_source,) = [source for source in includes if "'run.launch.py'" in source]
     assert "FindPackageShare(system.PACKAGE)" in run_source
-    assert includes[run_source]["launch_arguments"] == (
-        "{argument.name: LaunchConfiguration(argument.name) for argument in system.LAUNCH_ARGUMENTS}.items()"
-    )
+    # run.launch.py sees exactly the system's arguments: a group that does not forward the scope
+    (group,) = calls["GroupAction"]
+    group_keywords = {k.arg: ast.unparse(k.value) for k in group.keywords}
+    assert run_source in ast.unparse(group.args[0])
+    assert group_keywords == {
+        "scoped": "True", "forwarding": "False",
+        "launch_configurations": "{argument.name: LaunchConfiguration(argument.name) for argument in system.LAUNCH_ARGUMENTS}",
+    }
+    # the argument check is the first action after the declarations, before the driver
+    (description,) = [c for c in calls["LaunchDescription"]]
+    entries = [ast.unparse(entry) for entry in description.args[0].elts]
+    assert entries.index("OpaqueFunction(function=_check_arguments)") < entries.index("driver") < entries.index("policy_system")
     (driver_source,) = [source for source in includes if "'xsarm_control.launch.py'" in source]
     assert "FindPackageShare('interbotix_xsarm_control')" in driver_source
     assert "'robot_model': LaunchConfiguration('robot_model')" in includes[driver_source]["launch_arguments"]
@@ -167,7 +291,7 @@ def test_policy_yaml_lists_exactly_the_declared_parameters(tmp_path):
     from test_policy_artifacts import exported_policy
 
     goal = tmp_path / "goal.png"
-    cv2.imwrite(str(goal), np.zeros((8, 8, 3), np.uint8))
+    cv2.imwrite(str(goal), np.zeros((32, 32, 3), np.uint8))
     from mqe_policy.policy_node import NODE_NAME, PolicyNode
 
     context = rclpy.Context()
@@ -192,6 +316,9 @@ def test_mqe_run_refuses_bad_arguments_and_bad_inputs_with_one_line(tmp_path):
     result = run_cli("goal:=drawer.png", "robot:=wx250")
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
     assert "unknown argument(s) ['robot']" in result.stderr
+    result = run_cli("goal:=drawer.png", "use_sm:=true")
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "unknown argument(s) ['use_sm']; arguments are: goal, goal_dir, model, robot_model, use_sim" in result.stderr
     result = run_cli(f"model:={tmp_path / 'missing'}", "goal:=drawer.png", "use_sim:=true")
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("mqe-run")]
@@ -214,3 +341,35 @@ def test_model_defaults_to_the_demo_policy_or_mqe_model(monkeypatch):
     monkeypatch.setenv("MQE_MODEL", "/opt/policies/drawer")
     assert system.resolve_arguments({})["model"] == "/opt/policies/drawer"
     assert system.resolve_arguments({"model": "/x"})["model"] == "/x"
+
+
+def test_mqe_run_shuts_down_cleanly_on_two_sigints(tmp_path):
+    """Without a terminal SIGINT arrives twice (see test_system); the second must not interrupt the
+    nodes' destruction: exit 0, no traceback."""
+    import os
+    import signal
+    import time
+
+    from test_policy_artifacts import exported_policy
+
+    goal = tmp_path / "goal.png"
+    cv2.imwrite(str(goal), np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    log = tmp_path / "mqe-run.log"
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, "-m", "mqe_policy.run", f"goal:={goal}", f"model:={exported_policy('mqe')}",
+                                    "use_sim:=true"], stdout=output, stderr=subprocess.STDOUT, env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 60
+        while "Ctrl-C stops" not in log.read_text() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+        assert "Ctrl-C stops" in log.read_text(), log.read_text()
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "Traceback" not in log.read_text() and "KeyboardInterrupt" not in log.read_text(), log.read_text()

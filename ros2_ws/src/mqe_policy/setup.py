@@ -3,6 +3,9 @@ from glob import glob
 from setuptools import find_packages, setup
 
 package_name = "mqe_policy"
+# The repository's goal images go into the package's share, where the policy node looks for goal:=NAME
+# (mqe_policy.system.default_goal_dir) in any workspace; the repository keeps one copy, at its root.
+goal_images = sorted(glob("../../../goal_images/*.png"))
 
 setup(
     name=package_name,
@@ -13,6 +16,7 @@ setup(
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.xml")),
+        ("share/" + package_name + "/goal_images", goal_images),
     ],
     install_requires=["setuptools", "numpy", "psutil", "pyyaml"],
     zip_safe=True,

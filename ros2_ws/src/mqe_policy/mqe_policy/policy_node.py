@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import signal
 import sys
-from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -28,7 +27,7 @@ from mqe.contract import ACTION_FRAME, ACTION_NAMES, PolicyArtifactError
 from mqe.runtime import GoalImageError, OnnxPolicy, check_goal_image, load_goal_image
 from mqe_policy import topics
 from mqe_policy.control import ARM_PARKED, INFERENCE_FAILING, WAITING_FOR_FRAMES, ControlClock, Frame, LoopConfig, Mode, PolicyLoop
-from mqe_policy.system import default_goal_dir
+from mqe_policy.system import default_goal_dir, resolve_goal
 from widowx_bridge.topics import ARM_STATUS, image_from_msg
 
 NODE_NAME = "policy"
@@ -40,16 +39,6 @@ CAMERA_QOS = QoSProfile(
     reliability=qos_profile_sensor_data.reliability,
     durability=qos_profile_sensor_data.durability,
 )
-
-
-def resolve_goal(goal: str, goal_dir: str | Path) -> Path:
-    """A bare file name is looked up in the goal directory; anything with a directory part is a path."""
-    if not goal:
-        raise GoalImageError("goal: no goal image given (set goal:=NAME.png from the goal directory, or a path)")
-    path = Path(goal).expanduser()
-    if path.is_absolute() or len(path.parts) > 1:
-        return path
-    return Path(goal_dir).expanduser() / path
 
 
 def stamp_seconds(stamp) -> float:

@@ -3,8 +3,10 @@
     mqe-run goal:=drawer.png model:=artifacts/policy use_sim:=true [camera:=replay camera_path:=DIR]
 
 The nodes and their parameters come from mqe_policy.system (the launch file's description); here
-they are constructed in-process and spun by one MultiThreadedExecutor. Exits 2 with one line when
-an argument is wrong or a node refuses to start (missing model, bad goal image, ...).
+they are constructed in-process and spun by one MultiThreadedExecutor, the policy first, so a
+policy that refuses to start (missing model, bad goal image, ...) stops everything before the arm
+exists. Exits 2 with one line when an argument is unknown or wrong or a node refuses to start; 0 after
+Ctrl-C (a second SIGINT during shutdown is ignored, so the nodes are always destroyed).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
 from mqe_policy import system
+from mqe_policy.policy_node import ignore_further_interrupts, startup_error_line
 
 
 def _node_class(spec: str):
@@ -121,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(0.5)
             except KeyboardInterrupt:
                 pass
-    except (ValueError, RuntimeError) as error:  # bad parameters, PolicyArtifactError, GoalImageError,
-        # a camera that cannot open (widowx_bridge.camera_sources.CameraSourceError)
-        print(f"mqe-run: refusing to start: {error}", file=sys.stderr)
+            ignore_further_interrupts()  # leaving the with-block destroys the nodes
+    except Exception as error:  # noqa: BLE001  bad parameters, PolicyArtifactError, GoalImageError, a
+        # camera that cannot open (widowx_bridge.camera_sources.CameraSourceError), ...: one line each
+        print(f"mqe-run: refusing to start: {startup_error_line(error)}", file=sys.stderr)
         return 2
     finally:
         rclpy.try_shutdown()

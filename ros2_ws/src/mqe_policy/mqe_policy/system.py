@@ -6,6 +6,10 @@ launch's `name:=value` syntax and are strings; `resolve_arguments` checks and co
 
 Parameter precedence for every node (lowest first): the package's config/*.yaml, the operator's
 params_file, then the values derived from the arguments below.
+
+Before any node starts, `check_launch_configurations` refuses argument names nobody declared (ROS 2
+launch itself sets them as launch configurations and starts anyway) and `check_inputs` loads the
+model and the goal once, so a refused start stops everything before the arm resets or moves.
 """
 
 from __future__ import annotations
@@ -42,37 +46,52 @@ class NodeDescription:
     required: bool  # the whole system shuts down when this node exits (e.g. refuses to start)
 
 
-def find_repository_dir(name: str) -> Path:
-    """`name` in the source checkout this package was installed from (editable installs), else in the
-    current directory."""
+def find_repository_dir(name: str) -> Path | None:
+    """`name` in the source checkout this package was installed from (editable installs), else None.
+    Never the current directory: a ROS workspace is started from anywhere."""
     for parent in _SOURCE_ROOT.parents:
         if (parent / name).is_dir() and (parent / "ros2_ws").is_dir():
             return parent / name
-    return Path.cwd() / name
+    return None
+
+
+def package_share_dir(package: str = PACKAGE) -> Path | None:
+    """The package's installed share directory (colcon / ament index), else None (editable installs)."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:
+        return None
+    try:
+        return Path(get_package_share_directory(package))
+    except (PackageNotFoundError, OSError):  # OSError: no AMENT_PREFIX_PATH, i.e. not a ROS install
+        return None
 
 
 def default_goal_dir() -> Path:
-    """$MQE_GOAL_DIR, else the repository's goal_images/."""
-    return Path(os.environ["MQE_GOAL_DIR"]) if os.environ.get("MQE_GOAL_DIR") else find_repository_dir("goal_images")
+    """$MQE_GOAL_DIR, else the goal_images/ installed into this package's share (colcon build), else
+    the source checkout's goal_images/."""
+    if os.environ.get("MQE_GOAL_DIR"):
+        return Path(os.environ["MQE_GOAL_DIR"])
+    share = package_share_dir()
+    if share is not None and (share / "goal_images").is_dir():
+        return share / "goal_images"
+    return find_repository_dir("goal_images") or Path("goal_images")
 
 
-def default_model_dir() -> Path:
-    """$MQE_MODEL, else the demo policy that mqe-demo / python -m mqe.demo leave in artifacts/demo/export."""
-    return Path(os.environ["MQE_MODEL"]) if os.environ.get("MQE_MODEL") else find_repository_dir("artifacts") / "demo" / "export"
+def default_model_dir() -> Path | None:
+    """$MQE_MODEL, else (in a source checkout) the demo policy that mqe-demo leaves in
+    artifacts/demo/export, else None: an installed package has no policy of its own."""
+    if os.environ.get("MQE_MODEL"):
+        return Path(os.environ["MQE_MODEL"])
+    repository = find_repository_dir("ros2_ws")
+    return repository.parent / "artifacts" / "demo" / "export" if repository is not None else None
 
 
 def config_dir(package: str = PACKAGE) -> Path:
     """A package's config/ directory: its installed share directory under ROS, else the source tree
     (editable installs next to this package in ros2_ws/src)."""
-    source = _SOURCE_ROOT.parent / package / "config"
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-    except ImportError:
-        return source
-    try:
-        return Path(get_package_share_directory(package)) / "config"
-    except (PackageNotFoundError, OSError):  # OSError: no AMENT_PREFIX_PATH, i.e. not a ROS install
-        return source
+    share = package_share_dir(package)
+    return share / "config" if share is not None else _SOURCE_ROOT.parent / package / "config"
 
 
 def dds_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
@@ -95,8 +114,8 @@ ROBOT_MODELS = ("wx250s", "wx250")
 
 LAUNCH_ARGUMENTS: tuple[Argument, ...] = (
     Argument("goal", "", "goal image: a file name in goal_dir (e.g. drawer.png) or a path"),
-    Argument("goal_dir", "", "directory of goal images (default: $MQE_GOAL_DIR, else the repository's goal_images/)"),
-    Argument("model", "", "policy directory written by mqe-export (default: $MQE_MODEL, else the repository's artifacts/demo/export made by mqe-demo)"),
+    Argument("goal_dir", "", "directory of goal images (default: $MQE_GOAL_DIR, else the goal_images/ installed with mqe_policy)"),
+    Argument("model", "", "policy directory written by mqe-export (default: $MQE_MODEL; in a source checkout, artifacts/demo/export made by mqe-demo)"),
     Argument("robot_model", "wx250s", "arm: wx250s (6-DOF, the BridgeData V2 arm) or wx250 (5-DOF)", ROBOT_MODELS),
     Argument("use_sim", "false", "true: simulated arm (and sim camera unless camera is given); false: the Interbotix arm", ("true", "false")),
     Argument("camera", "", "camera source: realsense | usb | replay | sim (default: sim with use_sim:=true, else realsense)", ("",) + CAMERA_SOURCES),
@@ -106,6 +125,25 @@ LAUNCH_ARGUMENTS: tuple[Argument, ...] = (
     Argument("params_file", "", "optional YAML of ROS parameters for any node, applied over config/*.yaml"),
 )
 ARGUMENT_NAMES = tuple(argument.name for argument in LAUNCH_ARGUMENTS)
+# Launch configurations that `ros2 launch` itself sets from its --launch-prefix / --launch-prefix-filter
+# options (ros2launch/api/api.py, humble: launch_a_launch_file appends them as name:=value arguments).
+ROS2_LAUNCH_OPTIONS = ("launch-prefix", "launch-prefix-filter")
+
+
+def check_launch_configurations(configurations: Mapping[str, str], accepted: Iterable[str] = ARGUMENT_NAMES) -> None:
+    """Refuse names among a launch file's launch configurations that it does not accept.
+
+    ROS 2 launch does not: `ros2 launch` includes the file with every name:=value as a launch
+    argument, and IncludeLaunchDescription sets arguments that match no DeclareLaunchArgument as
+    launch configurations all the same (launch/actions/include_launch_description.py, humble), so a
+    misspelled `use_sm:=true` left use_sim at its default and started the real arm. A launch file
+    calls this before anything else, with every configuration in its scope."""
+    allowed = set(accepted) | set(ROS2_LAUNCH_OPTIONS)
+    unknown = sorted(set(configurations) - allowed)
+    if unknown:
+        raise SystemArgumentError(
+            f"unknown launch argument(s) {unknown}; valid arguments: {', '.join(sorted(set(accepted)))}"
+        )
 
 
 def parse_cli(argv: Iterable[str]) -> dict[str, str]:
@@ -143,7 +181,8 @@ def resolve_arguments(values: Mapping[str, str]) -> dict[str, str]:
     for name in ("rate_hz", "camera_rate_hz"):
         _positive_float(name, resolved[name])
     if not resolved["model"]:
-        resolved["model"] = str(default_model_dir())
+        model = default_model_dir()
+        resolved["model"] = str(model) if model is not None else ""
     if not resolved["camera"]:
         resolved["camera"] = "sim" if resolved["use_sim"] == "true" else "realsense"
     if resolved["camera"] == "replay" and not resolved["camera_path"]:
@@ -151,6 +190,33 @@ def resolve_arguments(values: Mapping[str, str]) -> dict[str, str]:
     if resolved["params_file"] and not Path(resolved["params_file"]).is_file():
         raise SystemArgumentError(f"params_file:={resolved['params_file']}: no such file")
     return resolved
+
+
+def resolve_goal(goal: str, goal_dir: str | Path) -> Path:
+    """A bare file name is looked up in the goal directory; anything with a directory part is a path."""
+    from mqe.runtime import GoalImageError
+
+    if not goal:
+        raise GoalImageError("goal: no goal image given (set goal:=NAME.png from the goal directory, or a path)")
+    path = Path(goal).expanduser()
+    if path.is_absolute() or len(path.parts) > 1:
+        return path
+    return Path(goal_dir).expanduser() / path
+
+
+def check_inputs(arguments: Mapping[str, str]) -> None:
+    """Load the model and the goal as the policy node will, and run its probe inference, once, before
+    any node starts: a launch that would refuse to start stops here, before the arm resets or moves.
+    Raises the policy node's own one-line errors (PolicyArtifactError, GoalImageError: ValueErrors)."""
+    from mqe.contract import PolicyArtifactError
+    from mqe.runtime import OnnxPolicy, load_goal_image
+
+    if not arguments["model"]:
+        raise PolicyArtifactError("model: no policy given (set model:=DIR, a directory written by mqe-export, or $MQE_MODEL)")
+    goal = load_goal_image(resolve_goal(arguments["goal"], arguments["goal_dir"] or default_goal_dir()))
+    policy = OnnxPolicy(arguments["model"], threads=1)
+    policy.set_goal(goal)
+    policy.probe(goal)
 
 
 def describe_nodes(arguments: Mapping[str, str]) -> list[NodeDescription]:
