@@ -522,3 +522,27 @@ def test_two_sigints_without_a_terminal_shut_the_policy_node_down_cleanly(tmp_pa
             process.wait()
     text = log.read_text()
     assert "Traceback" not in text and "KeyboardInterrupt" not in text and "RCLError" not in text, text
+
+
+@pytest.mark.parametrize("module, parameters, ready", [
+    ("widowx_bridge.arm_node", ["-p", "backend:=sim"], "arm ready"),
+    ("widowx_bridge.camera_node", ["-p", "source:=sim"], "camera ready"),
+])
+def test_two_sigints_shut_the_bridge_nodes_down_cleanly(tmp_path, module, parameters, ready):
+    """The same two SIGINTs for the arm and camera nodes (widowx_bridge.params.run_node)."""
+    log = tmp_path / "node.log"
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, "-m", module, "--ros-args", *parameters],
+                                   stdout=output, stderr=subprocess.STDOUT, env=dict(os.environ))
+    try:
+        wait_for(lambda: ready in log.read_text(), 30.0, f"{module}'s start-up line")
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "Traceback" not in log.read_text() and "KeyboardInterrupt" not in log.read_text(), log.read_text()

@@ -3,6 +3,7 @@ checks) and the `main` that runs one node."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any, Callable, Mapping
 
@@ -41,6 +42,10 @@ def run_node(make_node: Callable[[], Any], name: str, startup_errors: tuple[type
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Shutdown must complete: without a terminal `ros2 launch` forwards SIGINT to its processes on
+        # top of the one that reached them (launch/actions/execute_local.py, humble: send_sigint when
+        # context.noninteractive), and a second SIGINT inside destroy_node would cut it short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.destroy_node()
         if rclpy.ok():  # the interbotix backend's robot_shutdown may already have shut it down
