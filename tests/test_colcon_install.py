@@ -149,6 +149,7 @@ def stop_with_sigint(process: subprocess.Popen, log: Path, ready: str, timeout: 
         time.sleep(0.1)
     text = log.read_text()
     assert ready in text, f"never printed {ready!r}: {text[-2000:]}"
+    time.sleep(1.0)  # running, not still between its start-up line and its executor
     process.send_signal(signal.SIGINT)
     return process.wait(timeout=30), log.read_text()
 
