@@ -80,7 +80,7 @@ def test_the_documented_install_line_covers_what_rosdep_cannot(install_space):
     provided = {rosdep_to_module.get(key, key) for key in declared} | set(PACKAGES)
     optional = {"interbotix_xs_modules", "interbotix_common_modules",  # built by the Interbotix installer (backend:=interbotix)
                 "pyrealsense2",  # librealsense's wrapper (camera source:=realsense)
-                "torch"}  # mqe-demo's training only, never on the robot's path
+                "torch"}  # mqe-closed-loop-bench's one-off export of its ResNet34 policy only, never on the robot's path
     imported = set()
     for package in PACKAGES:
         for path in (REPO / "ros2_ws" / "src" / package / package).rglob("*.py"):
