@@ -235,3 +235,33 @@ def test_probe_refuses_a_nan_policy_graph_and_passes_a_good_one(tmp_path, export
     policy.set_goal(random_image(np.random.default_rng(0)))
     with pytest.raises(contract.PolicyArtifactError, match="probe inference failed: policy produced a non-finite action"):
         policy.probe(random_image(np.random.default_rng(1)))
+
+
+def nan_on_uniform_observations(path, value: int) -> None:
+    """Rewrite policy.onnx so its action is NaN exactly when every observation pixel equals `value`
+    (action * (m - value) / (m - value), m the mean pixel): a graph that passes the start-up probe on
+    a varied goal image and fails on some frames at run time."""
+    from onnx import helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    for node in graph.node:
+        node.output[:] = ["action_full" if name == contract.ACTION else name for name in node.output]
+    graph.initializer.append(helper.make_tensor("uniform_value", onnx.TensorProto.FLOAT, [], [float(value)]))
+    graph.node.extend([
+        helper.make_node("Cast", [contract.OBSERVATION_IMAGE], ["observation_float"], to=onnx.TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["observation_float"], ["observation_mean"], keepdims=0),
+        helper.make_node("Sub", ["observation_mean", "uniform_value"], ["observation_offset"]),
+        helper.make_node("Div", ["observation_offset", "observation_offset"], ["one_or_nan"]),
+        helper.make_node("Mul", ["action_full", "one_or_nan"], [contract.ACTION]),
+    ])
+    onnx.save(model, str(path))
+
+
+def test_a_graph_can_pass_the_probe_and_fail_on_some_frames(export):
+    nan_on_uniform_observations(export / contract.POLICY_FILE, 100)
+    policy = OnnxPolicy(export, threads=1)
+    policy.set_goal(random_image(np.random.default_rng(0)))
+    policy.probe(random_image(np.random.default_rng(1)))
+    with pytest.raises(NonFiniteOutputError, match="non-finite action"):
+        policy.act(np.full((48, 48, 3), 100, np.uint8))

@@ -39,7 +39,7 @@ from widowx_bridge import topics as arm_topics
 from widowx_bridge.arm_node import ArmNode
 from widowx_bridge.control import ControlConfig
 from test_policy_artifacts import exported_policy
-from test_runtime import png_header_only, set_metadata, truncate_action
+from test_runtime import nan_on_uniform_observations, png_header_only, set_metadata, truncate_action
 
 # Real nodes over DDS with timing assertions, in Python, on a 2-core machine: a starved executor
 # occasionally delivers late. Such a test is re-run up to twice; a failure that repeats fails the run.
@@ -546,3 +546,52 @@ def test_two_sigints_shut_the_bridge_nodes_down_cleanly(tmp_path, module, parame
             process.kill()
             process.wait()
     assert "Traceback" not in log.read_text() and "KeyboardInterrupt" not in log.read_text(), log.read_text()
+
+
+def test_inference_failing_at_run_time_says_why_on_state_reason_and_diagnostics(tmp_path):
+    """A graph that passes the start-up probe but gives NaN on some frames: while it does, the
+    operator sees inference-failing and the reason on policy/state_reason and /diagnostics (ERROR)."""
+    from mqe_policy.policy_node import PolicyNode
+
+    export = Path(shutil.copytree(exported_policy("mqe"), tmp_path / "export"))
+    nan_on_uniform_observations(export / contract.POLICY_FILE, 100)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    policy = PolicyNode(context=context, cli_args=[
+        "--ros-args", "-p", f"model:={export}", "-p", f"goal:={write_goal(tmp_path / 'goal.png')}",
+        "-p", "reject_identical_frames:=false", "-p", "threads:=1"])
+    observer = Observer(context)
+    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    for node in (policy, observer):
+        executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        def publish_frames(value: int, seconds: float) -> None:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                msg = Image(height=48, width=64, encoding="rgb8", step=192)
+                msg.header.stamp = observer.get_clock().now().to_msg()
+                msg.data = np.full((48, 64, 3), value, np.uint8).tobytes()
+                observer.frame_publisher.publish(msg)
+                time.sleep(1 / 30)
+
+        failing_from = time.monotonic()
+        publish_frames(100, 3.0)  # every frame gives a NaN action
+        assert observer.last(observer.states, failing_from) == "inference-failing"
+        reason = observer.last(observer.reasons, failing_from)
+        assert reason.startswith("inference failed (non-finite output: policy produced a non-finite action"), reason
+        assert observer.actions_since(failing_from) == []
+        with observer.lock:
+            errors = [d for d in observer.policy_diagnostics if d.level == DiagnosticStatus.ERROR]
+        assert errors and errors[-1].message == f"actions held: {reason}"
+        recovered_from = time.monotonic()
+        publish_frames(101, 2.0)  # frames the graph handles: actions resume
+        assert observer.last(observer.states, recovered_from) == "running"
+        assert len(observer.actions_since(recovered_from)) >= 3
+    finally:
+        executor.shutdown(timeout_sec=5)
+        spinner.join(timeout=5)
+        for node in (policy, observer):
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
