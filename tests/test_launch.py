@@ -373,3 +373,13 @@ def test_mqe_run_shuts_down_cleanly_on_two_sigints(tmp_path):
             process.kill()
             process.wait()
     assert "Traceback" not in log.read_text() and "KeyboardInterrupt" not in log.read_text(), log.read_text()
+
+
+def test_goal_directory_is_never_the_current_directory(monkeypatch, tmp_path):
+    monkeypatch.delenv("MQE_GOAL_DIR", raising=False)
+    assert system.default_goal_dir() == REPO / "goal_images"  # this editable checkout
+    monkeypatch.setattr(system, "find_repository_dir", lambda name: None)  # a plain pip install
+    monkeypatch.chdir(tmp_path)
+    assert system.default_goal_dir() == Path(sys.prefix) / "share" / "mqe_policy" / "goal_images"
+    monkeypatch.setenv("MQE_GOAL_DIR", "/opt/goals")
+    assert system.default_goal_dir() == Path("/opt/goals")

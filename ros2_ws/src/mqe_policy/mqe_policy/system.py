@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -69,13 +70,14 @@ def package_share_dir(package: str = PACKAGE) -> Path | None:
 
 def default_goal_dir() -> Path:
     """$MQE_GOAL_DIR, else the goal_images/ installed into this package's share (colcon build), else
-    the source checkout's goal_images/."""
+    the source checkout's goal_images/ (editable install), else <prefix>/share/mqe_policy/goal_images
+    (where a plain pip install puts setup.py's data files)."""
     if os.environ.get("MQE_GOAL_DIR"):
         return Path(os.environ["MQE_GOAL_DIR"])
     share = package_share_dir()
     if share is not None and (share / "goal_images").is_dir():
         return share / "goal_images"
-    return find_repository_dir("goal_images") or Path("goal_images")
+    return find_repository_dir("goal_images") or Path(sys.prefix) / "share" / PACKAGE / "goal_images"
 
 
 def default_model_dir() -> Path | None:
