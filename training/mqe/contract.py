@@ -138,6 +138,19 @@ META_TRAINING_CONFIG = "mqe.training_config"  # JSON
 META_DATASET_FINGERPRINT = "mqe.dataset_fingerprint"
 META_SOURCE_COMMIT = "mqe.source_commit"
 META_STEP = "mqe.train_step"
+META_PRECISION = "mqe.precision"  # "fp32" | "int8"; files written before int8 existed lack it: fp32
+META_CALIBRATION_FINGERPRINT = "mqe.calibration_fingerprint"  # int8 only: sha256 of the calibration set
+
+# Numeric precisions of an export. The fp32 graphs are always written; `mqe-export --precision int8`
+# adds static-QDQ int8 graphs beside them (policy.int8.onnx, ...), with the fp32 graphs' export id.
+PRECISIONS: tuple[str, ...] = ("fp32", "int8")
+
+
+def graph_file(file_name: str, precision: str) -> str:
+    """The file holding `file_name`'s graph (e.g. POLICY_FILE) at `precision`: policy.onnx, policy.int8.onnx."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return file_name if precision == "fp32" else file_name.replace(".onnx", f".{precision}.onnx")
 
 REQUIRED_METADATA: tuple[str, ...] = (
     META_FORMAT_VERSION,
@@ -190,6 +203,14 @@ def check_policy_metadata(metadata: Mapping[str, str], where: str, role: str) ->
         raise PolicyArtifactError(f"{where}: image size {image_size} is outside 16..1024")
     if not 0.0 < gamma < 1.0:
         raise PolicyArtifactError(f"{where}: gamma {gamma} is outside (0, 1)")
+    precision = metadata.get(META_PRECISION, "fp32")
+    if precision not in PRECISIONS:
+        raise PolicyArtifactError(f"{where}: metadata {META_PRECISION} is {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    calibration = metadata.get(META_CALIBRATION_FINGERPRINT, "")
+    if precision == "int8" and not calibration:
+        raise PolicyArtifactError(f"{where}: an int8 graph without metadata {META_CALIBRATION_FINGERPRINT}; was it written by mqe-export --precision int8?")
+    if precision == "fp32" and calibration:
+        raise PolicyArtifactError(f"{where}: an fp32 graph carries {META_CALIBRATION_FINGERPRINT}; only int8 graphs are calibrated")
     return {
         "format_version": version,
         "role": metadata[META_ROLE],
@@ -200,6 +221,8 @@ def check_policy_metadata(metadata: Mapping[str, str], where: str, role: str) ->
         "action_dim": action_dim,
         "gamma": gamma,
         "control_rate_hz": rate,
+        "precision": precision,
+        "calibration_fingerprint": calibration,
     }
 
 

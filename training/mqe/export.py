@@ -2,6 +2,7 @@
 
     mqe-export --workdir runs/mqe_bridge                # newest checkpoint -> runs/mqe_bridge/export
     mqe-export --checkpoint runs/x/checkpoints/step_000500000.pt --out policy/
+    mqe-export --workdir runs/mqe_bridge --precision int8  # + *.int8.onnx and int8_accuracy.json (mqe.quantize)
 
 Three graphs (see mqe.contract): goal_encoder.onnx (uint8 goal image -> actor goal features and, for
 agents with a quasimetric critic, psi(g)), policy.onnx (uint8 observation + actor goal features ->
@@ -204,6 +205,7 @@ def export_agent(
         contract.META_DATASET_FINGERPRINT: dataset_fingerprint,
         contract.META_SOURCE_COMMIT: source_commit(),
         contract.META_STEP: str(int(train_step)),
+        contract.META_PRECISION: "fp32",
     }
 
     generator = torch.Generator().manual_seed(0)
@@ -329,8 +331,13 @@ def agent_from_checkpoint(source: str | Path) -> tuple[Agent, dict, int, Path]:
     return agent.eval(), meta, int(state["step"]), path
 
 
-def export_checkpoint(source: str | Path, out_dir: str | Path | None = None, verify: bool = True) -> Path:
-    """Export a checkpoint (or a workdir's newest) to `out_dir` (default: <workdir>/export)."""
+def export_checkpoint(source: str | Path, out_dir: str | Path | None = None, verify: bool = True, precision: str = "fp32",
+                      calibration_data: str | Path | None = None, calibration_pairs: int = 256, held_out_pairs: int = 128) -> Path:
+    """Export a checkpoint (or a workdir's newest) to `out_dir` (default: <workdir>/export). With
+    precision "int8", also the int8 graphs (mqe.quantize), calibrated on `calibration_pairs` pairs of
+    the dataset's train split (default: the checkpoint's training data) and checked on its val split."""
+    if precision not in contract.PRECISIONS:
+        raise ValueError(f"--precision {precision!r}: expected one of {', '.join(contract.PRECISIONS)}")
     agent, meta, step, path = agent_from_checkpoint(source)
     if out_dir is None:
         out_dir = path.parent.parent / "export"
@@ -353,6 +360,18 @@ def export_checkpoint(source: str | Path, out_dir: str | Path | None = None, ver
         worst = max(errors.values())
         if worst > PARITY_TOLERANCE:
             raise RuntimeError(f"{out_dir}: onnxruntime differs from torch by {worst:.2e} > {PARITY_TOLERANCE} ({errors})")
+    if precision == "int8":
+        from mqe import quantize
+
+        if calibration_data is None:
+            config = json.loads(meta["config"]) if "config" in meta else {}
+            calibration_data = (config.get("data") or {}).get("data_dir")
+            if not calibration_data:
+                raise CheckpointError(f"{path}: the checkpoint names no training data; pass --calibration-data DIR")
+        size, camera = int(meta["image_size"]), meta["camera"]
+        calibration = quantize.bridge_pairs(calibration_data, camera, "train", calibration_pairs, size)
+        held_out = quantize.bridge_pairs(calibration_data, camera, "val", held_out_pairs, size, seed=1)
+        quantize.quantize_export(out_dir, calibration, held_out)
     return Path(out_dir)
 
 
@@ -363,14 +382,22 @@ def main(argv: list[str] | None = None) -> None:
     source.add_argument("--checkpoint", help="a checkpoints/step_*.pt file")
     parser.add_argument("--out", help="output directory (default: <workdir>/export)")
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-torch parity check")
+    parser.add_argument("--precision", choices=contract.PRECISIONS, default="fp32",
+                        help="int8: also write static-QDQ int8 graphs beside the fp32 ones, with an accuracy report")
+    parser.add_argument("--calibration-data", help="bridge_dataset directory for int8 calibration (default: the training data)")
+    parser.add_argument("--calibration-pairs", type=int, default=256, help="observation/goal pairs from the train split to calibrate on")
+    parser.add_argument("--held-out-pairs", type=int, default=128, help="pairs from the val split for the accuracy report")
     args = parser.parse_args(argv)
     try:
-        out_dir = export_checkpoint(args.workdir or args.checkpoint, args.out, verify=not args.no_verify)
-    except CheckpointError as error:
+        out_dir = export_checkpoint(args.workdir or args.checkpoint, args.out, verify=not args.no_verify, precision=args.precision,
+                                    calibration_data=args.calibration_data, calibration_pairs=args.calibration_pairs,
+                                    held_out_pairs=args.held_out_pairs)
+    except (CheckpointError, ValueError, RuntimeError) as error:  # QuantizationRefused is a RuntimeError
         raise SystemExit(f"mqe-export: {error}") from error
     for path in sorted(out_dir.glob("*.onnx")):
         metadata = read_metadata(path)
-        print(f"{path}  role={metadata[contract.META_ROLE]} step={metadata[contract.META_STEP]} "
+        print(f"{path}  role={metadata[contract.META_ROLE]} precision={metadata.get(contract.META_PRECISION, 'fp32')} "
+              f"step={metadata[contract.META_STEP]} "
               f"size={metadata[contract.META_IMAGE_SIZE]} agent={metadata[contract.META_AGENT]}")
 
 
