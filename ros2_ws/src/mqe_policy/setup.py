@@ -30,6 +30,7 @@ setup(
             "mqe-run = mqe_policy.run:main",
             "mqe-demo = mqe_policy.demo:main",
             "mqe-closed-loop-bench = mqe_policy.bench:main",
+            "mqe-capture-goal = mqe_policy.goal_capture:main",
         ],
     },
 )

@@ -26,6 +26,7 @@ from std_srvs.srv import Trigger
 from mqe.contract import ACTION_FRAME, ACTION_NAMES, PolicyArtifactError
 from mqe.runtime import GoalImageError, OnnxPolicy, check_goal_image, load_goal_image
 from mqe_policy import topics
+from mqe_policy.goal_capture import GoalCapturer
 from mqe_policy.control import ARM_PARKED, INFERENCE_FAILING, WAITING_FOR_FRAMES, ControlClock, Frame, LoopConfig, Mode, PolicyLoop
 from mqe_policy.system import default_goal_dir, resolve_goal
 from widowx_bridge.topics import ARM_STATUS, image_from_msg
@@ -62,6 +63,8 @@ class PolicyNode(Node):
         goal = self.declare_parameter("goal", "").value
         self.goal_dir = self.declare_parameter("goal_dir", str(default_goal_dir())).value
         threads = self.declare_parameter("threads", 2).value
+        precision = self.declare_parameter("precision", "fp32").value  # fp32 | int8 (mqe-export --precision int8)
+        provider = self.declare_parameter("provider", "cpu").value  # cpu | openvino | cuda | tensorrt; never a fallback
         autostart = self.declare_parameter("autostart", True).value
         config = LoopConfig(
             rate_hz=float(self.declare_parameter("rate_hz", 5.0).value),
@@ -73,7 +76,7 @@ class PolicyNode(Node):
 
         if not model:
             raise PolicyArtifactError("model: no policy given (set model:=DIR, a directory written by mqe-export)")
-        self.policy = OnnxPolicy(model, threads=threads)
+        self.policy = OnnxPolicy(model, threads=threads, precision=precision, provider=provider)
         goal_path = resolve_goal(goal, self.goal_dir)
         goal_rgb = load_goal_image(goal_path)
         self.policy.set_goal(goal_rgb)
@@ -114,6 +117,8 @@ class PolicyNode(Node):
         self.create_service(Trigger, topics.START, self._service(self.loop.start))
         self.create_service(Trigger, topics.PAUSE, self._service(self.loop.pause))
         self.create_service(Trigger, topics.STOP, self._service(self.loop.stop))
+        self.capturer = GoalCapturer(lambda: self.goal_dir, lambda: self.goal_path, image_from_msg)
+        self.create_service(Trigger, topics.CAPTURE_GOAL, self.capturer.handle_trigger)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         # The control clock is a thread of its own, not an executor timer: the executor only moves
         # messages, and however late it runs, the ticks stay on their deadlines (control.ControlClock).
@@ -121,11 +126,13 @@ class PolicyNode(Node):
         self.diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
             f"policy {model} ({self.policy.metadata['agent'] or 'agent'}, {self.policy.image_size}px, "
+            f"{self.policy.precision} on {self.policy.provider}, "
             f"camera {self.policy.camera}), goal {goal_path}, {config.rate_hz} Hz, {self.loop.mode.value}"
         )
 
     # --- callbacks ------------------------------------------------------------------------------
     def _on_frame(self, msg: Image) -> None:
+        self.capturer.latest = msg  # policy/capture_goal saves the newest frame
         self.loop.on_frame(Frame(stamp=stamp_seconds(msg.header.stamp), decode=lambda: image_from_msg(msg)))
 
     def _on_goal_image(self, msg: Image) -> None:
@@ -151,7 +158,7 @@ class PolicyNode(Node):
                     return SetParametersResult(successful=False, reason=str(error))
                 self.loop.set_goal(rgb)
                 self.goal_path = path
-            elif param.name in ("model", "rate_hz", "threads", "max_frame_age", "reject_identical_frames", "steps_to_goal_every",
+            elif param.name in ("model", "precision", "provider", "rate_hz", "threads", "max_frame_age", "reject_identical_frames", "steps_to_goal_every",
                                 "fresh_frame_wait"):
                 return SetParametersResult(successful=False, reason=f"{param.name} is fixed at start-up; restart the node")
         return SetParametersResult(successful=True)
@@ -206,6 +213,8 @@ class PolicyNode(Node):
         status.values = [KeyValue(key=key, value=str(value)) for key, value in vars(feedback).items()]
         status.values.append(KeyValue(key="ticks_missed_late", value=str(self.clock.missed)))
         status.values.append(KeyValue(key="goal", value=str(self.goal_path)))
+        status.values.append(KeyValue(key="precision", value=self.policy.precision))
+        status.values.append(KeyValue(key="provider", value=self.policy.provider))
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)

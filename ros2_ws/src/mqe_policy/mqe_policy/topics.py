@@ -23,3 +23,4 @@ DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray, once per second
 START = "policy/start"  # publish actions (the default after start-up unless autostart is false)
 PAUSE = "policy/pause"  # hold actions; inference and feedback continue
 STOP = "policy/stop"  # hold actions and stop inference; the arm's command watchdog holds the arm
+CAPTURE_GOAL = "policy/capture_goal"  # save the newest camera frame into goal_dir as capture-<UTC time>.png
