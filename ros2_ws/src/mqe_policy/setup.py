@@ -31,6 +31,7 @@ setup(
             "mqe-demo = mqe_policy.demo:main",
             "mqe-closed-loop-bench = mqe_policy.bench:main",
             "mqe-capture-goal = mqe_policy.goal_capture:main",
+            "mqe-live-view = mqe_policy.live_view:main",
         ],
     },
 )

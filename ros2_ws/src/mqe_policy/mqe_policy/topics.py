@@ -17,6 +17,7 @@ FRAME_LATENCY_MS = "policy/frame_latency_ms"  # std_msgs/Float32: frame stamp ->
 FRAME_AGE_S = "policy/frame_age"  # std_msgs/Float32: seconds, now - newest frame stamp at the tick
 RATE_HZ = "policy/rate_hz"  # std_msgs/Float32: achieved action rate
 TICK_PERIOD_MS = "policy/tick_period_ms"  # std_msgs/Float32: time between the last two control ticks
+LIVE_VIEW = "policy/live_view"  # sensor_msgs/Image rgb8: camera | goal and the policy state (mqe-live-view)
 DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray, once per second
 
 # services (std_srvs/Trigger)
