@@ -64,7 +64,9 @@ def test_export_writes_contract_files_with_metadata(exported):
         assert metadata[contract.META_STEP] == "42"
         assert metadata[contract.META_SOURCE_COMMIT]
         export_ids.add(metadata[contract.META_EXPORT_ID])
-        every_key = [v for k, v in vars(contract).items() if k.startswith("META_")]
+        assert metadata[contract.META_PRECISION] == "fp32"
+        # every key but the calibration fingerprint, which only int8 graphs carry (tests/test_quantize.py)
+        every_key = [v for k, v in vars(contract).items() if k.startswith("META_") and k != "META_CALIBRATION_FINGERPRINT"]
         assert set(every_key) <= metadata.keys()
     assert len(export_ids) == 1
     assert not list(out_dir.glob("*.tmp")), "temporary files left behind"

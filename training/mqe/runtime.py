@@ -98,7 +98,38 @@ OPTIMIZATION_LEVELS = {
 }
 
 
-def open_session(path: Path, threads: int, optimization_level: str = "all", spin: bool = False) -> ort.InferenceSession:
+# The runtime's `provider` names and the onnxruntime execution provider each one means. OpenVINO
+# comes with the onnxruntime-openvino wheel, CUDA and TensorRT with onnxruntime-gpu; each wheel
+# replaces the plain onnxruntime one.
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+PROVIDER_PACKAGES = {"cpu": "onnxruntime", "openvino": "onnxruntime-openvino", "cuda": "onnxruntime-gpu", "tensorrt": "onnxruntime-gpu"}
+
+
+class ProviderUnavailableError(ValueError):
+    """The requested execution provider is not in this onnxruntime or did not initialise."""
+
+
+def check_provider(provider: str) -> str:
+    """The onnxruntime provider for a runtime `provider` name; ProviderUnavailableError (one line)
+    when this onnxruntime does not have it. There is never a fallback to another provider."""
+    if provider not in PROVIDERS:
+        raise ProviderUnavailableError(f"provider {provider!r}: unknown; expected one of {', '.join(PROVIDERS)}")
+    available = ort.get_available_providers()
+    if PROVIDERS[provider] not in available:
+        raise ProviderUnavailableError(
+            f"provider {provider!r}: {PROVIDERS[provider]} is not in this onnxruntime {ort.__version__} "
+            f"(it has {', '.join(available)}); install {PROVIDER_PACKAGES[provider]} or choose provider:=cpu"
+        )
+    return PROVIDERS[provider]
+
+
+def open_session(path: Path, threads: int, optimization_level: str = "all", spin: bool = False,
+                 provider: str = "cpu") -> ort.InferenceSession:
     """The one way a policy graph is opened, by the robot and by the benchmarks.
 
     Spinning intra-op threads answer faster on an idle machine but burn the cores they wait on; the
@@ -111,11 +142,20 @@ def open_session(path: Path, threads: int, optimization_level: str = "all", spin
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization_level]
     options.log_severity_level = 3  # errors only; warnings about unused initialisers are noise here
+    wanted = check_provider(provider)
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), sess_options=options, providers=[wanted])
     except Exception as error:  # onnxruntime raises its own exception types, one per failure kind
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise contract.PolicyArtifactError(f"{path}: not a loadable ONNX model ({reason})") from error
+    # onnxruntime falls back to the CPU when a provider fails to initialise (e.g. no CUDA driver) and
+    # only logs it; that fallback is refused here.
+    if session.get_providers()[0] != wanted:
+        raise ProviderUnavailableError(
+            f"provider {provider!r}: {wanted} did not initialise for {path} (onnxruntime chose {session.get_providers()}); "
+            "check the driver/toolkit install or choose provider:=cpu"
+        )
+    return session
 
 
 def _check_tensors(session: ort.InferenceSession, path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]):
@@ -153,18 +193,28 @@ class OnnxPolicy:
     `threads` are the intra-op threads of the goal encoder and the policy graph. The distance graph
     (steps_to_goal, operator feedback) gets `distance_threads`, by default one: then it runs wholly on
     the calling thread, so a caller that lowers that thread's priority lowers all of its work.
+
+    `precision` "int8" loads the *.int8.onnx graphs written by `mqe-export --precision int8` (their
+    metadata must say int8 and carry one calibration fingerprint); `provider` is a PROVIDERS name,
+    refused with one line when this onnxruntime lacks it.
     """
 
-    def __init__(self, artifact_dir: str | os.PathLike, threads: int = 2, distance_threads: int = 1):
+    def __init__(self, artifact_dir: str | os.PathLike, threads: int = 2, distance_threads: int = 1,
+                 precision: str = "fp32", provider: str = "cpu"):
         self.artifact_dir = Path(artifact_dir)
         if not self.artifact_dir.is_dir():
             raise contract.PolicyArtifactError(f"{self.artifact_dir}: no such policy directory (expected the output of mqe-export)")
-        goal_path = self.artifact_dir / contract.GOAL_ENCODER_FILE
-        policy_path = self.artifact_dir / contract.POLICY_FILE
-        distance_path = self.artifact_dir / contract.DISTANCE_FILE
+        if precision not in contract.PRECISIONS:
+            raise ValueError(f"precision {precision!r}: expected one of {', '.join(contract.PRECISIONS)}")
+        check_provider(provider)  # before any file is opened: the one line says what to install
+        self._precision, self._provider = precision, provider
+        goal_path = self.artifact_dir / contract.graph_file(contract.GOAL_ENCODER_FILE, precision)
+        policy_path = self.artifact_dir / contract.graph_file(contract.POLICY_FILE, precision)
+        distance_path = self.artifact_dir / contract.graph_file(contract.DISTANCE_FILE, precision)
         for path in (goal_path, policy_path):
             if not path.is_file():
-                raise contract.PolicyArtifactError(f"{path}: missing (an export holds {contract.GOAL_ENCODER_FILE} and {contract.POLICY_FILE})")
+                hint = " (int8 graphs are written by mqe-export --precision int8)" if precision == "int8" else ""
+                raise contract.PolicyArtifactError(f"{path}: missing (an export holds {goal_path.name} and {policy_path.name}){hint}")
 
         self._goal_session, goal_meta = self._load(goal_path, "goal_encoder", threads)
         self._policy_session, policy_meta = self._load(policy_path, "policy", threads)
@@ -176,7 +226,7 @@ class OnnxPolicy:
 
         # The files must come from one export: same id, and the same values for the shared fields.
         for path, meta in files[1:]:
-            for key in ("export_id", "image_size", "camera", "gamma", "control_rate_hz"):
+            for key in ("export_id", "image_size", "camera", "gamma", "control_rate_hz", "precision", "calibration_fingerprint"):
                 if meta[key] != goal_meta[key]:
                     raise contract.PolicyArtifactError(
                         f"{path}: {key} {meta[key]!r} differs from {goal_path.name}'s {goal_meta[key]!r}; "
@@ -202,15 +252,18 @@ class OnnxPolicy:
             session = {goal_path: self._goal_session, policy_path: self._policy_session}.get(path, self._distance_session)
             _check_batch_one(session, path, goal_meta["image_size"])
 
+        for path, meta in files:
+            if meta["precision"] != precision:
+                raise contract.PolicyArtifactError(f"{path}: holds a {meta['precision']} graph, expected {precision}")
         self._metadata = dict(policy_meta)
+        self._metadata["provider"] = provider
         self._metadata["has_distance"] = self._distance_session is not None
         self._metadata["files"] = [str(path) for path, _ in files]
         self._actor_goal: np.ndarray | None = None
         self._critic_goal: np.ndarray | None = None
 
-    @staticmethod
-    def _load(path: Path, role: str, threads: int) -> tuple[ort.InferenceSession, dict]:
-        session = open_session(path, threads)
+    def _load(self, path: Path, role: str, threads: int) -> tuple[ort.InferenceSession, dict]:
+        session = open_session(path, threads, provider=self._provider)
         metadata = session.get_modelmeta().custom_metadata_map
         return session, contract.check_policy_metadata(metadata, str(path), role)
 
@@ -232,6 +285,14 @@ class OnnxPolicy:
         return self._metadata["control_rate_hz"]
 
     @property
+    def precision(self) -> str:
+        return self._precision
+
+    @property
+    def provider(self) -> str:
+        return self._provider
+
+    @property
     def has_distance(self) -> bool:
         return self._distance_session is not None
 
@@ -242,7 +303,8 @@ class OnnxPolicy:
     @property
     def metadata(self) -> dict:
         """The validated metadata (format version, role, export id, agent, image size, camera,
-        action dim, gamma, control rate) plus has_distance and the files loaded."""
+        action dim, gamma, control rate, precision, calibration fingerprint) plus the provider,
+        has_distance and the files loaded."""
         return dict(self._metadata)
 
     # --- inference ------------------------------------------------------------------------------
