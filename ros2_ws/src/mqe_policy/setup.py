@@ -32,6 +32,7 @@ setup(
             "mqe-closed-loop-bench = mqe_policy.bench:main",
             "mqe-capture-goal = mqe_policy.goal_capture:main",
             "mqe-live-view = mqe_policy.live_view:main",
+            "mqe-eval = mqe_policy.evaluation.cli:main",
         ],
     },
 )
