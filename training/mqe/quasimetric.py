@@ -3,6 +3,9 @@
     d(x, y) = 1/N sum_k [ max_{m in first half of component k} ReLU(x_m - y_m)
                          + || x_m - y_m ||_2 over the second half of component k ]
 
+`l2_epsilon` > 0 takes the L2 half as || x_m - y_m + eps ||_2 (the MQE release adds 1e-8 inside
+the norm: a finite gradient where x = y; then d(x, x) = eps sqrt(M/2) instead of 0).
+
 The embedding of size N*M is split into N components of M dims each. The max-ReLU half is
 asymmetric (it makes d a quasimetric, not a metric), the L2 half is symmetric. Both halves
 satisfy d(x, x) = 0, d >= 0 and the triangle inequality, so their sum and mean do too.
@@ -14,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 
-def mrn_distance(x: torch.Tensor, y: torch.Tensor, components: int) -> torch.Tensor:
+def mrn_distance(x: torch.Tensor, y: torch.Tensor, components: int, l2_epsilon: float = 0.0) -> torch.Tensor:
     """Quasimetric distance between broadcastable embeddings x, y of shape [..., N*M] -> [...]."""
     diff = x - y
     if diff.shape[-1] % (2 * components):
@@ -24,11 +27,11 @@ def mrn_distance(x: torch.Tensor, y: torch.Tensor, components: int) -> torch.Ten
     diff = diff.reshape(*diff.shape[:-1], components, diff.shape[-1] // components)
     half = diff.shape[-1] // 2
     asymmetric = F.relu(diff[..., :half]).amax(dim=-1)
-    symmetric = torch.linalg.vector_norm(diff[..., half:], dim=-1)
+    symmetric = torch.linalg.vector_norm(diff[..., half:] + l2_epsilon, dim=-1)
     return (asymmetric + symmetric).mean(dim=-1)
 
 
-def pairwise_mrn_distance(x: torch.Tensor, y: torch.Tensor, components: int) -> torch.Tensor:
+def pairwise_mrn_distance(x: torch.Tensor, y: torch.Tensor, components: int, l2_epsilon: float = 0.0) -> torch.Tensor:
     """All pairs: x [..., B, D], y [..., C, D] -> [..., B, C] with entry (i, j) = d(x_i, y_j).
 
     Equal to mrn_distance(x[..., :, None, :], y[..., None, :, :]) but never materialises (or saves
@@ -47,7 +50,7 @@ def pairwise_mrn_distance(x: torch.Tensor, y: torch.Tensor, components: int) -> 
     half = x.shape[-1] // 2
     asymmetric = _PairwiseMaxReLU.apply(x[..., :half], y[..., :half])  # [..., B, C, N]
     symmetric = torch.cdist(
-        x[..., half:].transpose(-3, -2).contiguous(),
+        (x[..., half:] + l2_epsilon).transpose(-3, -2).contiguous(),  # || (x + eps) - y || = || x - y + eps ||
         y[..., half:].transpose(-3, -2).contiguous(),
         compute_mode="donot_use_mm_for_euclid_dist",  # exact: d(x, x) = 0, no cancellation
     )  # [..., N, B, C]

@@ -23,7 +23,7 @@ class GoalConditionedActor(nn.Module):
         self.trunk = make_trunk(config, observation_spec)
         self.mean_net = MLP(
             2 * self.trunk.out_dim, config["actor_hidden_dims"], action_dim,
-            layer_norm=config["layer_norm"], final_init_scale=1e-2,  # OGBench: small initial actions
+            layer_norm=config["actor_layer_norm"], final_init_scale=1e-2,  # OGBench: small initial actions
         )
         self.log_std = None if config["const_std"] else nn.Parameter(torch.zeros(action_dim))
         self.clip_actions = config["clip_actor_actions"]

@@ -16,7 +16,8 @@ def get_config() -> dict:
         agent_name="gcbc",  # registry name
         lr=3e-4,  # Adam learning rate (the trainer builds the optimiser from it)
         **get_trunk_config(),  # trunk, trunk_weights, small_conv_channels, state_trunk_dims
-        layer_norm=True,  # LayerNorm in every MLP (Linear -> LN -> GELU)
+        layer_norm=True,  # LayerNorm in every critic and trunk MLP (Linear -> LN -> GELU)
+        actor_layer_norm=True,  # LayerNorm in the actor MLP (the MQE release's GCActor has none)
         actor_hidden_dims=(256, 256, 256),  # policy MLP over [f(s), f(g)]
         const_std=True,  # actor std fixed at 1 (OGBench const_std); False learns a state-independent log std
         clip_actor_actions=False,  # clip the deterministic action to [-1, 1] (OGBench state tasks: True)

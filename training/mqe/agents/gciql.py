@@ -35,7 +35,8 @@ def get_config() -> dict:
         agent_name="gciql",  # registry name
         lr=3e-4,  # Adam learning rate (the trainer builds the optimiser from it)
         **get_trunk_config(),  # trunk, trunk_weights, small_conv_channels, state_trunk_dims
-        layer_norm=True,  # LayerNorm in every MLP (Linear -> LN -> GELU)
+        layer_norm=True,  # LayerNorm in every critic and trunk MLP (Linear -> LN -> GELU)
+        actor_layer_norm=True,  # LayerNorm in the actor MLP (the MQE release's GCActor has none)
         value_hidden_dims=(256, 256, 256),  # hidden dims of the Q and V MLPs
         ensemble_size=2,  # Q ensemble members; targets and the actor use their minimum
         expectile=0.9,  # IQL expectile of the value regression

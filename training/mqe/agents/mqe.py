@@ -10,8 +10,12 @@ Losses, summed and minimised by one optimiser:
                 d'_ij = stopgrad(d(psi(w_i), psi(g_j))) - k'_i log(gamma)
                 l_ij  = exp(d_ij - d'_ij) - d_ij          (minimiser d_ij = d'_ij; Eq. 10-11
                         with the issue's "- d" instead of the paper's "- d'", which has no minimum)
-              exp continued linearly above `loss_linear_threshold` so it never overflows;
+              exp continued linearly above `loss_linear_threshold` so it never overflows
+              ("tangent": exp's tangent in d - d'; "release": the MQE release's l_ij = d_ij - d_next_ij
+              where d_ij - d_next_ij > t, d_next the waypoint distance before the k' log(gamma) shift);
               loss = 0.5 mean_i l_ii + 0.5 mean_ij l_ij.
+  distance    the MRN mean over components, times 1/sqrt(latent_dim) with
+              distance_scale="inverse_sqrt_latent" (the release's `dists.mean(-1) / sqrt(D)`).
   invariance  L_I = mean_i d(psi(s_i), phi(s_i, a_i))^2 (Eq. 14-15; "all_pairs": a_j for all j),
               on trunk features with the gradient stopped for images (Eq. 17).
   actor       DDPG+BC (Eq. 16): a_pi = mean pi(s_i, g_i), q_i = -max_ensemble d(phi(s_i, a_pi), psi(g_i)),
@@ -44,12 +48,17 @@ def get_config() -> dict:
         agent_name="mqe",  # registry name
         lr=3e-4,  # Adam learning rate (the trainer builds the optimiser from it)
         **get_trunk_config(),  # trunk, trunk_weights, small_conv_channels, state_trunk_dims
-        layer_norm=True,  # LayerNorm in every MLP (Linear -> LN -> GELU)
+        layer_norm=True,  # LayerNorm in every critic and trunk MLP
+        activation_before_norm=False,  # critic MLPs Linear -> GELU -> LN (release, OGBench) instead of Linear -> LN -> GELU
+        actor_layer_norm=True,  # LayerNorm in the actor MLP (the release's GCActor has none)
         latent_dim=256,  # size N*M of psi(s) and phi(s, a)
         value_hidden_dims=(256, 256, 256),  # hidden dims of the psi and phi MLPs
         mrn_components=8,  # N, the number of MRN components
         ensemble_size=2,  # critic ensemble members; the actor and the exported distance use the worst
-        loss_linear_threshold=5.0,  # exp(d - d') is continued linearly above this d - d'
+        loss_linear_threshold=5.0,  # exp(d - d') is continued linearly above this threshold t
+        loss_linear_form="tangent",  # "tangent": exp's tangent above d - d' = t; "release": d - d_next above d - d_next = t
+        distance_scale="none",  # "none" or "inverse_sqrt_latent": MRN distance / sqrt(latent_dim) (release)
+        l2_epsilon=0.0,  # added inside the MRN L2 norm (release: 1e-8)
         invariance="diagonal",  # L_I pairs: "diagonal" d(psi(s_i), phi(s_i, a_i)) or "all_pairs" (Eq. 15)
         actor_hidden_dims=(256, 256, 256),  # policy MLP over [f(s), f(g)]
         const_std=True,  # actor std fixed at 1 (OGBench const_std); False learns a state-independent log std
@@ -70,6 +79,18 @@ def backup_pair_loss(distance: torch.Tensor, target: torch.Tensor, threshold: fl
     return linear_exp(distance - target, threshold) - distance
 
 
+def release_backup_pair_loss(
+    distance: torch.Tensor, next_distance: torch.Tensor, shift: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    """The MQE release's per-pair loss: exp(d - d') - d with d' = d_next + shift (shift = -k' log gamma),
+    replaced by d - d_next (slope 1) where d - d_next > threshold, i.e. the switch is decided before
+    the shift and the branch above it has no exponential's scale and no -d."""
+    delta = distance - next_distance
+    above = delta > threshold
+    exp_branch = torch.exp(torch.where(above, torch.full_like(delta, threshold), delta) - shift) - distance
+    return torch.where(above, delta, exp_branch)
+
+
 def diagonal_and_all_pairs_mean(pair_loss: torch.Tensor) -> torch.Tensor:
     """[..., B, B] -> 0.5 * mean of the diagonal + 0.5 * mean of all pairs (over every leading dim too)."""
     return 0.5 * pair_loss.diagonal(dim1=-2, dim2=-1).mean() + 0.5 * pair_loss.mean()
@@ -87,8 +108,9 @@ class MQECritic(nn.Module):
             )
         self.trunk = make_trunk(config, observation_spec)
         size, hidden, latent = config["ensemble_size"], config["value_hidden_dims"], config["latent_dim"]
-        self.psi = EnsembleMLP(size, self.trunk.out_dim, hidden, latent, config["layer_norm"])
-        self.phi = EnsembleMLP(size, self.trunk.out_dim + action_dim, hidden, latent, config["layer_norm"])
+        norm, order = config["layer_norm"], config["activation_before_norm"]
+        self.psi = EnsembleMLP(size, self.trunk.out_dim, hidden, latent, norm, activation_before_norm=order)
+        self.phi = EnsembleMLP(size, self.trunk.out_dim + action_dim, hidden, latent, norm, activation_before_norm=order)
 
 
 class MQEAgent(Agent):
@@ -108,16 +130,38 @@ class MQEAgent(Agent):
             )
         if config["invariance"] not in ("diagonal", "all_pairs"):
             raise ValueError(f"mqe config invariance: expected 'diagonal' or 'all_pairs', got {config['invariance']!r}")
+        if config["loss_linear_form"] not in ("tangent", "release"):
+            raise ValueError(f"mqe config loss_linear_form: expected 'tangent' or 'release', got {config['loss_linear_form']!r}")
+        if config["distance_scale"] not in ("none", "inverse_sqrt_latent"):
+            raise ValueError(
+                f"mqe config distance_scale: expected 'none' or 'inverse_sqrt_latent', got {config['distance_scale']!r}"
+            )
+        self.distance_factor = 1.0 if config["distance_scale"] == "none" else 1.0 / math.sqrt(config["latent_dim"])
+        self.l2_epsilon = config["l2_epsilon"]
+
+    # --- distances ----------------------------------------------------------------------------
+    def distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return mrn_distance(x, y, self.components, self.l2_epsilon) * self.distance_factor
+
+    def pairwise_distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return pairwise_mrn_distance(x, y, self.components, self.l2_epsilon) * self.distance_factor
 
     # --- losses -----------------------------------------------------------------------------
     def critic_loss(self, features_s, features_w, features_g, actions, waypoint_steps):
         phi_sa = self.critic.phi(torch.cat([features_s, actions], dim=-1))  # [E, B, L]
         psi_g = self.critic.psi(features_g)
-        distance = pairwise_mrn_distance(phi_sa, psi_g, self.components)  # [E, B, B]
+        distance = self.pairwise_distance(phi_sa, psi_g)  # [E, B, B]
         with torch.no_grad():
             psi_w = self.critic.psi(features_w)
-            target = pairwise_mrn_distance(psi_w, psi_g, self.components) - waypoint_steps[:, None] * math.log(self.gamma)
-        loss = diagonal_and_all_pairs_mean(backup_pair_loss(distance, target, self.config["loss_linear_threshold"]))
+            next_distance = self.pairwise_distance(psi_w, psi_g)
+            shift = -waypoint_steps[:, None] * math.log(self.gamma)  # k'_i (-log gamma) >= 0, row i
+            target = next_distance + shift
+        threshold = self.config["loss_linear_threshold"]
+        if self.config["loss_linear_form"] == "tangent":
+            pair_loss = backup_pair_loss(distance, target, threshold)
+        else:
+            pair_loss = release_backup_pair_loss(distance, next_distance, shift, threshold)
+        loss = diagonal_and_all_pairs_mean(pair_loss)
         diagonal = distance.diagonal(dim1=-2, dim2=-1)
         batch = distance.shape[-1]
         off_diagonal = (distance.sum((-2, -1)) - diagonal.sum(-1)) / max(batch * (batch - 1), 1)
@@ -133,14 +177,14 @@ class MQEAgent(Agent):
         psi_s = self.critic.psi(features_s)  # [E, B, L]
         if self.config["invariance"] == "diagonal":
             phi_sa = self.critic.phi(torch.cat([features_s, actions], dim=-1))
-            distance = mrn_distance(psi_s, phi_sa, self.components)  # [E, B]
+            distance = self.distance(psi_s, phi_sa)  # [E, B]
         else:  # Eq. 15: every action a_j at every state s_i
             batch = len(features_s)
             pairs = torch.cat(
                 [features_s[:, None].expand(-1, batch, -1), actions[None].expand(batch, -1, -1)], dim=-1
             ).reshape(batch * batch, -1)
             phi_sa = self.critic.phi(pairs).reshape(psi_s.shape[0], batch, batch, -1)
-            distance = mrn_distance(psi_s[:, :, None], phi_sa, self.components)  # [E, B, B]
+            distance = self.distance(psi_s[:, :, None], phi_sa)  # [E, B, B]
         loss = distance.square().mean()
         return loss, {"critic/invariance_loss": loss, "critic/invariance_distance": distance.mean()}
 
@@ -151,7 +195,7 @@ class MQEAgent(Agent):
         phi = detached_call(self.critic.phi, torch.cat([features_s.detach(), policy_actions], dim=-1))
         with torch.no_grad():
             psi_g = self.critic.psi(features_actor_goal)
-        q = -mrn_distance(phi, psi_g, self.components).amax(dim=0)  # worst ensemble member
+        q = -self.distance(phi, psi_g).amax(dim=0)  # worst ensemble member
         log_prob = self.actor.log_prob(mean, actions)
         loss, metrics = ddpg_bc_loss(q, log_prob, self.config["alpha"])
         metrics.update({
@@ -189,4 +233,4 @@ class MQEAgent(Agent):
     def distance_to_goal_embedding(self, observations: torch.Tensor, critic_goal_embedding: torch.Tensor) -> torch.Tensor:
         psi_s = self.critic.psi(self.critic.trunk(observations))  # [E, B, L]
         psi_g = critic_goal_embedding.reshape(critic_goal_embedding.shape[0], psi_s.shape[0], -1).transpose(0, 1)
-        return mrn_distance(psi_s, psi_g, self.components).amax(dim=0)
+        return self.distance(psi_s, psi_g).amax(dim=0)

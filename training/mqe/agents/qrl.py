@@ -39,7 +39,8 @@ def get_config() -> dict:
         agent_name="qrl",  # registry name
         lr=3e-4,  # Adam learning rate (the trainer builds the optimiser from it)
         **get_trunk_config(),  # trunk, trunk_weights, small_conv_channels, state_trunk_dims
-        layer_norm=True,  # LayerNorm in every MLP (Linear -> LN -> GELU)
+        layer_norm=True,  # LayerNorm in every critic and trunk MLP (Linear -> LN -> GELU)
+        actor_layer_norm=True,  # LayerNorm in the actor MLP (the MQE release's GCActor has none)
         latent_dim=256,  # size of psi(s)
         value_hidden_dims=(256, 256, 256),  # hidden dims of psi and of the latent dynamics model
         quasimetric="iqe",  # "iqe" (OGBench's default) or "mrn"

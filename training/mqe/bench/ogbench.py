@@ -71,14 +71,14 @@ def run_one(agent_name: str, seed: int, args, train_path: Path, val_path: Path, 
     from mqe.ogbench.dataset import OGBenchDataset
     from mqe.ogbench.diagnostics import distance_rank_correlation, plot_distance_heatmap
     from mqe.ogbench.evaluate import agent_policy
-    from mqe.ogbench.presets import agent_config
+    from mqe.ogbench.presets import agent_config, base_agent
     from mqe.train import fit, get_fit_config, resolve_device, seed_everything
 
     config = agent_config(agent_name, args.env, width=args.width)
     seed_everything(seed)
     dataset = OGBenchDataset(train_path, args.batch_size, config["goal_sampling"], seed=seed)
     val_dataset = OGBenchDataset(val_path, args.batch_size, config["goal_sampling"], seed=seed + 1)
-    agent = make_agent(agent_name, config, ("state", dataset.observation_dim), dataset.action_dim)
+    agent = make_agent(base_agent(agent_name), config, ("state", dataset.observation_dim), dataset.action_dim)
     device = resolve_device(args.device)
     fit_config = get_fit_config()
     eval_every = args.eval_every or args.steps
@@ -108,7 +108,7 @@ def run_one(agent_name: str, seed: int, args, train_path: Path, val_path: Path, 
         return result.metrics()
 
     workdir = out / "runs" / f"{agent_name}-seed{seed}"
-    meta = {"agent_name": agent_name, "agent_config": config, "observation_spec": ["state", dataset.observation_dim],
+    meta = {"agent_name": base_agent(agent_name), "benchmark_name": agent_name, "agent_config": config, "observation_spec": ["state", dataset.observation_dim],
             "action_dim": dataset.action_dim, "dataset": str(train_path)}
     started = time.perf_counter()
     fit(agent, dataset, fit_config, workdir, val_source=val_dataset, evaluate=evaluate, meta=meta, device=device, resume=False)
@@ -265,11 +265,13 @@ def evaluate_checkpoints(workdirs: list[Path], args) -> list[dict]:
 
 def parse_args(argv: list[str] | None):
     from mqe.agents import AGENTS
-    from mqe.ogbench.presets import BATCH_SIZE
+    from mqe.ogbench.presets import BATCH_SIZE, VARIANTS
+
+    names = [*AGENTS, *VARIANTS]  # registered agents and their benchmark variants
 
     parser = argparse.ArgumentParser(prog="mqe-bench ogbench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="pointmaze-medium-stitch", help="pointmaze-{medium,large,giant}-{navigate,stitch}")
-    parser.add_argument("--agents", default="mqe,gcbc,gciql,qrl", help=f"comma-separated, from {', '.join(AGENTS)}")
+    parser.add_argument("--agents", default="mqe,gcbc,gciql,qrl", help=f"comma-separated, from {', '.join(names)}")
     parser.add_argument("--steps", type=int, default=20_000, help="training steps per run")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per agent")
     parser.add_argument("--first-seed", type=int, default=0)
@@ -295,9 +297,9 @@ def parse_args(argv: list[str] | None):
                              "--env with --eval-episodes per task and evaluation seed --first-seed")
     args = parser.parse_args(argv)
     args.agent_names = [name.strip() for name in args.agents.split(",") if name.strip()]
-    unknown = [name for name in args.agent_names if name not in AGENTS]
+    unknown = [name for name in args.agent_names if name not in names]
     if unknown:
-        parser.error(f"--agents: unknown {unknown}; known: {', '.join(AGENTS)}")
+        parser.error(f"--agents: unknown {unknown}; known: {', '.join(names)}")
     if args.steps < 1 or args.seeds < 1 or args.eval_episodes < 1:
         parser.error("--steps, --seeds and --eval-episodes must be >= 1")
     return args

@@ -1,5 +1,6 @@
-"""MLPs in the OGBench style (Linear -> LayerNorm -> GELU per hidden layer) and an ensemble of
-independent MLP heads evaluated in one batched matmul per layer."""
+"""MLPs (Linear -> LayerNorm -> GELU per hidden layer; or Linear -> GELU -> LayerNorm, the order of
+OGBench's and the MQE release's `MLP`) and an ensemble of independent MLP heads evaluated in one
+batched matmul per layer."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from torch import nn
 
 
 class MLP(nn.Module):
-    """Hidden layers Linear -> [LayerNorm] -> GELU, then a final Linear (activated if asked)."""
+    """Hidden layers Linear -> [LayerNorm] -> GELU (or Linear -> GELU -> [LayerNorm] with
+    activation_before_norm), then a final Linear (activated if asked)."""
 
     def __init__(
         self,
@@ -22,20 +24,27 @@ class MLP(nn.Module):
         layer_norm: bool = True,
         activate_final: bool = False,
         final_init_scale: float = 1.0,
+        activation_before_norm: bool = False,
     ):
         super().__init__()
         layers: list[nn.Module] = []
         dims = [in_dim, *hidden_dims]
         for d_in, d_out in zip(dims[:-1], dims[1:]):
-            layers += [xavier_linear(d_in, d_out)] + ([nn.LayerNorm(d_out)] if layer_norm else []) + [nn.GELU()]
+            layers += [xavier_linear(d_in, d_out)] + norm_and_activation(d_out, layer_norm, activation_before_norm)
         layers.append(xavier_linear(dims[-1], out_dim, scale=final_init_scale))
         if activate_final:
-            layers += ([nn.LayerNorm(out_dim)] if layer_norm else []) + [nn.GELU()]
+            layers += norm_and_activation(out_dim, layer_norm, activation_before_norm)
         self.net = nn.Sequential(*layers)
         self.out_dim = out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def norm_and_activation(dim: int, layer_norm: bool, activation_before_norm: bool, ensemble_size: int = 0) -> list[nn.Module]:
+    """[LayerNorm, GELU] or [GELU, LayerNorm] (LayerNorm left out without layer_norm)."""
+    norm = ([EnsembleLayerNorm(ensemble_size, dim) if ensemble_size else nn.LayerNorm(dim)] if layer_norm else [])
+    return [nn.GELU(), *norm] if activation_before_norm else [*norm, nn.GELU()]
 
 
 def xavier_linear(in_dim: int, out_dim: int, scale: float = 1.0) -> nn.Linear:
@@ -78,13 +87,21 @@ class EnsembleMLP(nn.Module):
 
     Input [B, in] (the same input for every member) or [E, B, in]; output [E, B, out]."""
 
-    def __init__(self, size: int, in_dim: int, hidden_dims: Sequence[int], out_dim: int, layer_norm: bool = True):
+    def __init__(
+        self,
+        size: int,
+        in_dim: int,
+        hidden_dims: Sequence[int],
+        out_dim: int,
+        layer_norm: bool = True,
+        activation_before_norm: bool = False,
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         dims = [in_dim, *hidden_dims]
         for d_in, d_out in zip(dims[:-1], dims[1:]):
             layers += [EnsembleLinear(size, d_in, d_out)]
-            layers += ([EnsembleLayerNorm(size, d_out)] if layer_norm else []) + [nn.GELU()]
+            layers += norm_and_activation(d_out, layer_norm, activation_before_norm, ensemble_size=size)
         layers.append(EnsembleLinear(size, dims[-1], out_dim))
         self.net = nn.Sequential(*layers)
         self.size = size

@@ -61,6 +61,23 @@ AGENT_PRESETS = {
         "goal_sampling.value_p_randomgoal": 1.0,
     },
 }
+# The MQE release's (WJ2003B/mqe-release impls/agents/mqe.py, utils/networks.py) forms where ours
+# differ (docs/learner.md lists every difference): run as agent "mqe-release".
+MQE_RELEASE = {
+    "distance_scale": "inverse_sqrt_latent",  # dists.mean(-1) / sqrt(D)
+    "activation_before_norm": True,  # Dense -> GELU -> LayerNorm
+    "actor_layer_norm": False,  # its GCActor's MLP has no LayerNorm
+    "l2_epsilon": 1e-8,  # norm(x - y + eps)
+    "loss_linear_form": "release",  # d - d_next above d - d_next = t
+}
+VARIANTS = {"mqe-release": ("mqe", MQE_RELEASE)}  # benchmark name -> (registered agent, overrides)
+
+
+def base_agent(name: str) -> str:
+    """The registered agent a benchmark name (an agent or a variant) builds."""
+    return VARIANTS[name][0] if name in VARIANTS else name
+
+
 GIANT_GAMMA = 0.995  # OGBench runs the giant mazes with discount 0.995 for every agent
 STITCH_ACTOR_P_RANDOMGOAL = 0.5  # OGBench's stitch datasets, every agent
 
@@ -71,9 +88,11 @@ WIDTH_KEYS = ("actor_hidden_dims", "value_hidden_dims", "latent_dim")
 def agent_config(agent: str, dataset: str, width: int = 512) -> dict:
     """The agent's defaults with the OGBench state-task preset applied (every key must exist in the
     agent's config: a renamed key fails here instead of silently training with a default).
-    `width` < 512 scales every MLP width and the latent size down for CPU runs."""
+    `agent` may be a variant name (VARIANTS). `width` < 512 scales every MLP width and the latent size down for CPU runs."""
+    variant = VARIANTS.get(agent, (agent, {}))[1]
+    agent = base_agent(agent)
     config = agent_defaults(agent)
-    preset = {**STATE_TASK, **AGENT_PRESETS[agent]}
+    preset = {**STATE_TASK, **AGENT_PRESETS[agent], **variant}
     if "giant" in dataset and "goal_sampling.gamma" in preset:
         preset["goal_sampling.gamma"] = max(preset["goal_sampling.gamma"], GIANT_GAMMA)
     if "stitch" in dataset:
