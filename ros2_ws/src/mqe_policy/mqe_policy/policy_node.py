@@ -8,6 +8,7 @@ contract (wrong length, NaN/Inf).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import sys
@@ -25,7 +26,7 @@ from std_srvs.srv import Trigger
 
 from mqe.contract import ACTION_FRAME, ACTION_NAMES, PolicyArtifactError
 from mqe.runtime import GoalImageError, OnnxPolicy, check_goal_image, load_goal_image
-from mqe_policy import topics
+from mqe_policy import parameters, topics
 from mqe_policy.goal_capture import GoalCapturer
 from mqe_policy.control import ARM_PARKED, INFERENCE_FAILING, WAITING_FOR_FRAMES, ControlClock, Frame, LoopConfig, Mode, PolicyLoop
 from mqe_policy.system import default_goal_dir, resolve_goal
@@ -59,20 +60,12 @@ class PolicyNode(Node):
             raise
 
     def _start(self) -> None:
-        model = self.declare_parameter("model", "").value
-        goal = self.declare_parameter("goal", "").value
+        # Every parameter and default from mqe_policy.parameters (LoopConfig's and NodeParameters' fields).
+        p = {name: self.declare_parameter(name, default).value for name, default in parameters.policy_defaults().items()}
         self.goal_dir = self.declare_parameter("goal_dir", str(default_goal_dir())).value
-        threads = self.declare_parameter("threads", 2).value
-        precision = self.declare_parameter("precision", "fp32").value  # fp32 | int8 (mqe-export --precision int8)
-        provider = self.declare_parameter("provider", "cpu").value  # cpu | openvino | cuda | tensorrt; never a fallback
-        autostart = self.declare_parameter("autostart", True).value
-        config = LoopConfig(
-            rate_hz=float(self.declare_parameter("rate_hz", 5.0).value),
-            max_frame_age=float(self.declare_parameter("max_frame_age", 0.5).value),
-            reject_identical_frames=self.declare_parameter("reject_identical_frames", True).value,
-            steps_to_goal_every=self.declare_parameter("steps_to_goal_every", 5).value,
-            fresh_frame_wait=float(self.declare_parameter("fresh_frame_wait", 0.05).value),
-        )
+        model, goal, threads, precision, provider, autostart = (p[name] for name in
+                                                                ("model", "goal", "threads", "precision", "provider", "autostart"))
+        config = LoopConfig(**{field.name: p[field.name] for field in dataclasses.fields(LoopConfig)})
 
         if not model:
             raise PolicyArtifactError("model: no policy given (set model:=DIR, a directory written by mqe-export)")
@@ -158,8 +151,7 @@ class PolicyNode(Node):
                     return SetParametersResult(successful=False, reason=str(error))
                 self.loop.set_goal(rgb)
                 self.goal_path = path
-            elif param.name in ("model", "precision", "provider", "rate_hz", "threads", "max_frame_age", "reject_identical_frames", "steps_to_goal_every",
-                                "fresh_frame_wait"):
+            elif param.name in parameters.FIXED_AT_STARTUP:
                 return SetParametersResult(successful=False, reason=f"{param.name} is fixed at start-up; restart the node")
         return SetParametersResult(successful=True)
 

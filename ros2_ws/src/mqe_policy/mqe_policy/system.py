@@ -20,6 +20,11 @@ import sys
 from pathlib import Path
 from typing import Iterable, Mapping
 
+# Argument defaults that are also node parameter defaults come from the nodes: one definition each.
+from mqe_policy.control import LoopConfig
+from widowx_bridge.arm_node import DEFAULTS as ARM_DEFAULTS
+from widowx_bridge.camera_node import DEFAULTS as CAMERA_DEFAULTS
+
 PACKAGE = "mqe_policy"
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent  # ros2_ws/src/mqe_policy in a source checkout
 
@@ -118,12 +123,12 @@ LAUNCH_ARGUMENTS: tuple[Argument, ...] = (
     Argument("goal", "", "goal image: a file name in goal_dir (e.g. drawer.png) or a path"),
     Argument("goal_dir", "", "directory of goal images (default: $MQE_GOAL_DIR, else the goal_images/ installed with mqe_policy)"),
     Argument("model", "", "policy directory written by mqe-export (default: $MQE_MODEL; in a source checkout, artifacts/demo/export made by mqe-demo)"),
-    Argument("robot_model", "wx250s", "arm: wx250s (6-DOF, the BridgeData V2 arm) or wx250 (5-DOF)", ROBOT_MODELS),
+    Argument("robot_model", ARM_DEFAULTS["robot_model"], "arm: wx250s (6-DOF, the BridgeData V2 arm) or wx250 (5-DOF)", ROBOT_MODELS),
     Argument("use_sim", "false", "true: simulated arm (and sim camera unless camera is given); false: the Interbotix arm", ("true", "false")),
     Argument("camera", "", "camera source: realsense | usb | replay | sim (default: sim with use_sim:=true, else realsense)", ("",) + CAMERA_SOURCES),
     Argument("camera_path", "", "replay: a folder of images or a video file; usb: device index or path"),
-    Argument("camera_rate_hz", "30.0", "camera frame rate (every source; the policy waits up to 1.5 frame periods for a fresh frame)"),
-    Argument("rate_hz", "5.0", "policy control rate in Hz: one action per tick (BridgeData V2: 5)"),
+    Argument("camera_rate_hz", str(CAMERA_DEFAULTS["rate_hz"]), "camera frame rate (every source; the policy waits up to 1.5 frame periods for a fresh frame)"),
+    Argument("rate_hz", str(LoopConfig.rate_hz), "policy control rate in Hz: one action per tick (BridgeData V2: 5)"),
     Argument("params_file", "", "optional YAML of ROS parameters for any node, applied over config/*.yaml"),
 )
 ARGUMENT_NAMES = tuple(argument.name for argument in LAUNCH_ARGUMENTS)

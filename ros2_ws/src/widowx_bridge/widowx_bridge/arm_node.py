@@ -23,25 +23,27 @@ from widowx_bridge import topics
 from widowx_bridge.backends import make_backend
 from widowx_bridge.backends.base import ArmBackend
 from widowx_bridge.control import ArmController, ArmState, ControlConfig
-from widowx_bridge.params import as_parameter_list, declare_all, run_node
+from widowx_bridge.params import as_parameter_list, declare_all, refuse_changes_at_run_time, run_node
 
 NODE_NAME = "widowx_arm"
 
-# Declared defaults; config/arm.yaml repeats them for operators (a test keeps the two equal).
+# Declared defaults: the controller's from ControlConfig (robot constants from mqe.robot), defined
+# there once; config/arm.yaml repeats them for operators (a test keeps the two equal).
+_CONTROL = ControlConfig()
 DEFAULTS = {
     "backend": "sim",  # "sim" (kinematic arm, runs anywhere) or "interbotix" (robot PC)
     "robot_model": "wx250s",  # "wx250s" (6-DOF, the Bridge arm) or "wx250" (5-DOF)
-    "max_translation_step": 0.05,  # m, per-step clip of each of dx, dy, dz
-    "max_rotation_step": 0.25,  # rad, per-step clip of each of droll, dpitch, dyaw
-    "workspace_low": [0.10, -0.15, -0.10],  # m, x y z lower corner of the target box (base frame)
-    "workspace_high": [0.45, 0.25, 0.18],  # m, x y z upper corner
-    "gripper_threshold": 0.5,  # gripper command >= threshold opens, below closes
-    "command_timeout": 0.5,  # s without a valid action -> hold
-    "min_action_interval": 0.1,  # s, faster actions are dropped (keep below the policy period)
-    "step_moving_time": 0.2,  # s the servos take per action (the policy period)
-    "reset_moving_time": 2.0,  # s for reset / home / sleep moves
-    "start_pose": [0.3, 0.0, 0.15, 0.0, 0.0, 0.0],  # x y z m, roll pitch yaw rad (0 = gripper down)
-    "start_gripper": 1.0,  # gripper at the start pose: 1 open .. 0 closed
+    "max_translation_step": _CONTROL.max_translation_step,  # m, per-step clip of each of dx, dy, dz
+    "max_rotation_step": _CONTROL.max_rotation_step,  # rad, per-step clip of each of droll, dpitch, dyaw
+    "workspace_low": list(_CONTROL.workspace_low),  # m, x y z lower corner of the target box (base frame)
+    "workspace_high": list(_CONTROL.workspace_high),  # m, x y z upper corner
+    "gripper_threshold": _CONTROL.gripper_threshold,  # gripper command >= threshold opens, below closes
+    "command_timeout": _CONTROL.command_timeout,  # s without a valid action -> hold
+    "min_action_interval": _CONTROL.min_action_interval,  # s, faster actions are dropped (keep below the policy period)
+    "step_moving_time": _CONTROL.step_moving_time,  # s the servos take per action (the policy period)
+    "reset_moving_time": _CONTROL.reset_moving_time,  # s for reset / home / sleep moves
+    "start_pose": list(_CONTROL.start_pose),  # x y z m, roll pitch yaw rad (0 = gripper down)
+    "start_gripper": _CONTROL.start_gripper,  # gripper at the start pose: 1 open .. 0 closed
     "reset_on_start": True,  # move to the start pose when the node starts
     "status_rate_hz": 10.0,  # watchdog checks and status/pose publishing
     "gripper_pressure": 0.5,  # interbotix only: fraction of the gripper's effort range
@@ -54,6 +56,7 @@ class ArmNode(Node):
         self._backend_up = False
         super().__init__(NODE_NAME, parameter_overrides=as_parameter_list(parameter_overrides), **node_kwargs)
         p = declare_all(self, DEFAULTS)
+        refuse_changes_at_run_time(self, DEFAULTS)  # all are read once, here
         config = ControlConfig(
             max_translation_step=p["max_translation_step"], max_rotation_step=p["max_rotation_step"],
             workspace_low=tuple(p["workspace_low"]), workspace_high=tuple(p["workspace_high"]),

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from mqe import robot
 from widowx_bridge.backends.sim import SimArmBackend
 from widowx_bridge.control import ArmController, ControlConfig
 from widowx_bridge.kinematics import MODELS
@@ -61,7 +62,7 @@ def bench_sim_render(image_size: int, repeats: int) -> tuple[str, float, float, 
     rng = np.random.default_rng(0)
     times = []
     for _ in range(repeats):
-        xyz = rng.uniform([0.1, -0.15, -0.1], [0.45, 0.25, 0.18])
+        xyz = rng.uniform(robot.WORKSPACE_LOW, robot.WORKSPACE_HIGH)
         started = time.perf_counter()
         render_tabletop(xyz, 1.0, image_size)
         times.append((time.perf_counter() - started) * 1e3)

@@ -26,7 +26,7 @@ from mqe.contract import check_rgb_image
 from widowx_bridge import topics
 from widowx_bridge.camera_sources import BadFrame, CameraSource, CameraSourceError, make_source
 from widowx_bridge.control import ControlConfig
-from widowx_bridge.params import as_parameter_list, declare_all, run_node
+from widowx_bridge.params import as_parameter_list, declare_all, refuse_changes_at_run_time, run_node
 
 NODE_NAME = "camera"
 
@@ -52,6 +52,7 @@ class CameraNode(Node):
     def __init__(self, *, source: CameraSource | None = None, parameter_overrides=None, **node_kwargs):
         super().__init__(NODE_NAME, parameter_overrides=as_parameter_list(parameter_overrides), **node_kwargs)
         p = declare_all(self, DEFAULTS)
+        refuse_changes_at_run_time(self, DEFAULTS)  # all are read once, here
         self.frame_id = p["frame_id"]
         self._state_lock = threading.Lock()
         start = ControlConfig().start_pose

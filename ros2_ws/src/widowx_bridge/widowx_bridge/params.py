@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import rclpy
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException
 from rclpy.parameter import Parameter
 
@@ -26,6 +27,21 @@ def declare_all(node, defaults: Mapping[str, Any]) -> dict[str, Any]:
     for name, default in defaults.items():
         node.declare_parameter(name, default)
     return {name: node.get_parameter(name).value for name in defaults}
+
+
+def refuse_changes_at_run_time(node, fixed: Iterable[str]) -> None:
+    """The parameters in `fixed` are read once at start-up, so a change at run time would be accepted
+    and do nothing: refuse it with a reason instead. Call after declaring them (rclpy runs these
+    callbacks for the declarations too)."""
+    fixed = frozenset(fixed)
+
+    def on_set(params) -> SetParametersResult:
+        for param in params:
+            if param.name in fixed:
+                return SetParametersResult(successful=False, reason=f"{param.name} is fixed at start-up; restart the node to change it")
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
 
 
 def run_node(make_node: Callable[[], Any], name: str, startup_errors: tuple[type[BaseException], ...], args=None) -> int:
