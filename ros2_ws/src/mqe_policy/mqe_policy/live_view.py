@@ -35,6 +35,7 @@ from mqe_policy.policy_node import NODE_NAME as POLICY_NODE_NAME
 from widowx_bridge.topics import image_from_msg
 
 NODE_NAME = "live_view"
+WINDOW_TITLE = "mqe live view"
 PANEL_HEIGHT = 240  # px of each image panel
 TEXT_HEIGHT = 84  # px of the status lines under the panels
 STATE_COLOURS = {"running": (80, 220, 80), "paused": (240, 200, 60), "stopped": (200, 200, 200)}  # else red: held
@@ -151,6 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.rate > 0:
         print(f"mqe-live-view: --rate {args.rate}: expected a positive number", file=sys.stderr)
         return 2
+    if args.window:
+        try:
+            cv2.namedWindow(WINDOW_TITLE)
+        except cv2.error:  # opencv-python-headless (the base install) has no GUI; neither has a shell without a display
+            print("mqe-live-view: --window needs a display and OpenCV with GUI support (pip install opencv-python); "
+                  "use --save FILE or rqt_image_view /policy/live_view instead", file=sys.stderr)
+            return 2
     latest = {}
 
     def on_view(view: np.ndarray) -> None:
@@ -166,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         while rclpy.ok():
             rclpy.spin_once(node, timeout_sec=0.05)
             if args.window and "view" in latest:
-                cv2.imshow("mqe live view", cv2.cvtColor(latest.pop("view"), cv2.COLOR_RGB2BGR))
+                cv2.imshow(WINDOW_TITLE, cv2.cvtColor(latest.pop("view"), cv2.COLOR_RGB2BGR))
                 cv2.waitKey(1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
