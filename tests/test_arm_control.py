@@ -25,6 +25,7 @@ class RecordingSimBackend(SimArmBackend):
         super().__init__(robot_model)
         self.gripper_commands = []
         self.pose_commands = []
+        self.moving_times = []
 
     def set_gripper(self, open_):
         self.gripper_commands.append(open_)
@@ -34,12 +35,31 @@ class RecordingSimBackend(SimArmBackend):
         self.pose_commands.append((pose.copy(), moving_time))
         return super().command_ee_pose(pose, moving_time)
 
+    def set_moving_time(self, moving_time):
+        self.moving_times.append(moving_time)
+
+
+class EffortSimBackend(RecordingSimBackend):
+    """The sim arm with effort readings set by the test, and a record of holds."""
+
+    def __init__(self, robot_model="wx250s"):
+        super().__init__(robot_model)
+        self.efforts = np.zeros(self.model.dof)
+        self.holds = 0
+
+    def joint_efforts(self):
+        return self.efforts.copy()
+
+    def hold_position(self):
+        self.holds += 1
+
 
 def make_controller(robot_model="wx250s", **config):
     backend = RecordingSimBackend(robot_model)
     backend.startup()
     controller = ArmController(backend, ControlConfig(**config))
-    assert controller.reset()
+    assert controller.reset(now=-controller.config.reset_moving_time)  # the reset move is over at t = 0
+    assert controller.check_watchdog(0.0) is ArmState.WAITING
     return controller, backend
 
 
@@ -58,7 +78,7 @@ def test_each_component_is_clipped():
     assert result.status == "applied"
     np.testing.assert_allclose(controller.commanded_pose[:3, 3] - before[:3, 3], [0.05, -0.05, 0.01], atol=1e-12)
     assert controller.counters.clipped_steps == 1
-    assert backend.pose_commands[-1][1] == 0.2  # one step = step_moving_time
+    assert backend.pose_commands[-1][1] == 0.25  # one step = step_moving_time, bridge_data_robot's 0.25 s
     controller.apply_action([0, 0, 0, 1.0, -2.0, 0.1, 1.0], now=STEP)
     delta = controller.commanded_pose[:3, :3] @ before[:3, :3].T
     np.testing.assert_allclose(rpy_from_rotation(delta), [0.25, -0.25, 0.1], atol=1e-9)
@@ -174,11 +194,11 @@ def test_parked_after_operator_commands_until_reset(operation):
     if operation == "sleep":
         np.testing.assert_allclose(joints, backend.model.sleep_positions)
     if operation == "torque_off":
-        assert not controller.reset()  # e-stop: no motion until the motors are rebooted
+        assert not controller.reset(now=0.0)  # e-stop: no motion until the motors are rebooted
         assert "torque" in controller.last_message
         controller.reboot_motors()
-    assert controller.reset() and controller.state is ArmState.WAITING
-    assert controller.apply_action([0.01, 0, 0, 0, 0, 0, 1.0], now=1.0).status == "applied"
+    assert controller.reset(now=0.0) and controller.state is ArmState.RESETTING
+    assert controller.apply_action([0.01, 0, 0, 0, 0, 0, 1.0], now=2.0).status == "applied"
 
 
 def test_bad_configuration_is_a_clear_error():
@@ -238,3 +258,53 @@ def test_five_dof_arm_keeps_yaw_about_a_downward_gripper_and_drops_sideways_tilt
     assert controller.apply_action([0, 0, 0, 0.2, 0, 0, 1.0], now=STEP).status == "applied"  # droll at y = 0: sideways
     np.testing.assert_allclose(controller.commanded_pose[:3, 0], [0, 0, -1], atol=1e-12)  # still pointing down
     np.testing.assert_allclose(forward_kinematics(backend.model, backend.joint_positions()), controller.commanded_pose, atol=3e-3)
+
+
+def test_actions_during_the_reset_move_are_ignored_and_counted_until_it_has_finished():
+    # on the real arm the next 0.25 s step would cut the 2 s reset move short
+    controller, backend = make_controller()
+    controller.apply_action([0.03, 0.02, 0, 0, 0, 0, 1.0], now=0.0)
+    assert controller.reset(now=10.0) and controller.state is ArmState.RESETTING
+    start = controller.commanded_pose.copy()
+    commands = len(backend.pose_commands)
+    for i in range(1, 10):  # 10.2 .. 11.8 s: the move is still under way
+        result = controller.apply_action([0.01, 0, 0, 0, 0, 0, 1.0], now=10.0 + i * STEP)
+        assert result.status == "resetting"
+    assert controller.counters.ignored_resetting == 9 and len(backend.pose_commands) == commands
+    np.testing.assert_array_equal(controller.commanded_pose, start)
+    assert controller.status()["state"] == "resetting"
+    assert controller.apply_action([0.01, 0, 0, 0, 0, 0, 1.0], now=12.0).status == "applied"
+    assert backend.moving_times[-1] == 0.25  # back to the step profile before the first step
+    np.testing.assert_allclose(controller.commanded_pose[:3, 3] - start[:3, 3], [0.01, 0, 0], atol=1e-12)
+
+
+def test_the_watchdog_ends_a_finished_reset_and_switches_the_profile_between_moves():
+    controller, backend = make_controller()
+    assert controller.reset(now=5.0)
+    backend.moving_times.clear()
+    assert controller.check_watchdog(6.9) is ArmState.RESETTING and backend.moving_times == []
+    assert controller.check_watchdog(7.0) is ArmState.WAITING and backend.moving_times == [0.25]
+
+
+def test_an_effort_over_the_limit_holds_the_arm_and_parks_it_with_the_reason():
+    backend = EffortSimBackend()
+    backend.startup()
+    controller = ArmController(backend, ControlConfig())
+    assert controller.reset(now=-2.0) and controller.check_watchdog(0.0) is ArmState.WAITING
+    assert controller.apply_action([0.01, 0, 0, 0, 0, 0, 1.0], now=0.0).status == "applied"
+    limits = backend.model.effort_limits
+    backend.efforts[2] = limits[2] - 1.0  # just under: nothing happens
+    assert controller.apply_action([0.01, 0, 0, 0, 0, 0, 1.0], now=STEP).status == "applied"
+    backend.efforts[2] = -(limits[2] + 1.0)  # the elbow pushes on something
+    commands = len(backend.pose_commands)
+    result = controller.apply_action([0.01, 0, 0, 0, 0, 0, 1.0], now=2 * STEP)
+    assert result.status == "effort_limit" and len(backend.pose_commands) == commands  # the step is not sent
+    assert controller.state is ArmState.PARKED and backend.holds == 1 and controller.counters.effort_holds == 1
+    assert "elbow" in controller.park_reason and controller.status()["last_message"] == controller.park_reason
+    assert controller.apply_action([0.01, 0, 0, 0, 0, 0, 1.0], now=3 * STEP).status == "parked"
+    backend.efforts[:] = 0.0
+    assert controller.reset(now=1.0) and controller.check_watchdog(3.0) is ArmState.WAITING
+
+    backend.efforts[1] = limits[1] + 5.0  # between actions (holding): the 10 Hz watchdog tick catches it
+    assert controller.check_watchdog(3.1) is ArmState.PARKED and backend.holds == 2
+    assert "shoulder" in controller.park_reason

@@ -40,13 +40,14 @@ DEFAULTS = {
     "gripper_threshold": _CONTROL.gripper_threshold,  # gripper command >= threshold opens, below closes
     "command_timeout": _CONTROL.command_timeout,  # s without a valid action -> hold
     "min_action_interval": _CONTROL.min_action_interval,  # s, faster actions are dropped (keep below the policy period)
-    "step_moving_time": _CONTROL.step_moving_time,  # s the servos take per action (the policy period)
+    "step_moving_time": _CONTROL.step_moving_time,  # s the servos take per action (bridge_data_robot: 1.25 x the 0.2 s period)
     "reset_moving_time": _CONTROL.reset_moving_time,  # s for reset / home / sleep moves
     "start_pose": list(_CONTROL.start_pose),  # x y z m, roll pitch yaw rad (0 = gripper down)
     "start_gripper": _CONTROL.start_gripper,  # gripper at the start pose: 1 open .. 0 closed
     "reset_on_start": True,  # move to the start pose when the node starts
     "status_rate_hz": 10.0,  # watchdog checks and status/pose publishing
     "gripper_pressure": 0.5,  # interbotix only: fraction of the gripper's effort range
+    "driver_timeout": 30.0,  # interbotix only: s to wait for the xs_sdk driver's services at start-up
     "frame_id": "",  # frame of the commanded pose; empty = "<robot_model>/base_link"
 }
 
@@ -66,14 +67,15 @@ class ArmNode(Node):
             start_gripper=p["start_gripper"],
         )
         if backend is None:
-            options = {"gripper_pressure": p["gripper_pressure"]} if p["backend"] == "interbotix" else {}
+            options = ({"gripper_pressure": p["gripper_pressure"], "driver_timeout": p["driver_timeout"]}
+                       if p["backend"] == "interbotix" else {})
             backend = make_backend(p["backend"], p["robot_model"], **options)
         self.backend = backend
         self.backend.startup()
         self._backend_up = True
         self.controller = ArmController(backend, config)
         self.frame_id = p["frame_id"] or f"{backend.model.name}/base_link"
-        if p["reset_on_start"] and not self.controller.reset():
+        if p["reset_on_start"] and not self.controller.reset(time.monotonic()):
             self.get_logger().error(self.controller.last_message)
 
         latest_only = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
@@ -85,7 +87,7 @@ class ArmNode(Node):
         for name, handler in [(topics.ARM_HOME, self.controller.home), (topics.ARM_SLEEP, self.controller.sleep),
                               (topics.ARM_TORQUE_OFF, self.controller.torque_off),
                               (topics.ARM_REBOOT_MOTORS, self.controller.reboot_motors),
-                              (topics.ARM_RESET, self.controller.reset)]:
+                              (topics.ARM_RESET, lambda: self.controller.reset(time.monotonic()))]:
             self.create_service(Trigger, name, self._trigger_handler(name, handler))
         self.create_timer(1.0 / p["status_rate_hz"], self._on_timer)
         self._last_logged_state = self.controller.state
@@ -105,8 +107,8 @@ class ArmNode(Node):
         result = self.controller.apply_action(action, time.monotonic())
         if result.status == "ik_failure":
             self.get_logger().warning(result.message, throttle_duration_sec=1.0)
-        elif result.status == "parked":
-            self.get_logger().warning("action ignored: arm is parked; call the reset service", throttle_duration_sec=5.0)
+        elif result.status in ("parked", "effort_limit"):
+            self.get_logger().warning(f"action ignored: {result.message}", throttle_duration_sec=5.0)
         elif result.status == "rate_limited":
             self.get_logger().warning("actions arrive faster than min_action_interval; extra ones are dropped",
                                       throttle_duration_sec=5.0)
@@ -138,10 +140,11 @@ class ArmNode(Node):
         state = self.controller.state
         status.level = DiagnosticStatus.OK if state in (ArmState.ACTIVE, ArmState.WAITING) else DiagnosticStatus.WARN
         status.message = {
+            ArmState.RESETTING: "resetting: moving to the start pose, actions ignored until it has finished",
             ArmState.WAITING: "waiting for actions",
             ArmState.ACTIVE: "applying actions",
             ArmState.HOLDING: "holding: no action within command_timeout",
-            ArmState.PARKED: "parked: call reset to accept actions",
+            ArmState.PARKED: f"parked ({self.controller.park_reason}): call reset to accept actions",
         }[state]
         status.values = [KeyValue(key=k, value=v) for k, v in self.controller.status().items()]
         self.status_publisher.publish(status)
@@ -158,10 +161,12 @@ class ArmNode(Node):
         return callback
 
     def destroy_node(self):
-        if self._backend_up:
-            self._backend_up = False
-            self.backend.shutdown()
-        return super().destroy_node()
+        try:
+            if self._backend_up:
+                self._backend_up = False
+                self.backend.shutdown()
+        finally:  # the node's own entities go whatever the backend's shutdown did
+            super().destroy_node()
 
 
 def quaternion_from_rotation(rotation: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ def bench_arm(robot_model: str, steps: int, seed: int) -> tuple[str, float, floa
     backend.startup()
     config = ControlConfig()
     controller = ArmController(backend, config)
-    controller.reset()
+    controller.reset(now=-config.reset_moving_time)  # the reset move is over at t = 0
     rng = np.random.default_rng(seed)
     limits = np.array([config.max_translation_step] * 3 + [config.max_rotation_step] * 3)
     times = []

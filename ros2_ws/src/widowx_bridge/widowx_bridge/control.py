@@ -22,6 +22,16 @@ next valid action. After home, sleep or torque-off the controller is *parked*: a
 (counted) until `reset` brings the arm back to the start pose, so a policy that keeps publishing
 can never drag the arm from the home pose (outside the workspace) or re-energise it after an
 emergency stop.
+
+Reset: the move to the start pose takes reset_moving_time; actions that arrive before it has
+finished are ignored (counted), since on the real arm the next step would cut the slow move short.
+When it has finished the backend is switched back to the step profile (set_moving_time), between
+moves rather than on the first step.
+
+Effort guard (bridge_data_robot's widowx_controller checks joint efforts after each step): when a
+joint's measured effort exceeds model.effort_limits (checked before each step and on every watchdog
+tick), the arm holds its measured pose (backend.hold_position, so it stops pushing) and is parked
+with the reason; reset moves it away again.
 """
 
 from __future__ import annotations
@@ -51,7 +61,7 @@ class ControlConfig:
     gripper_threshold: float = 0.5  # gripper command >= threshold opens, below closes
     command_timeout: float = 0.5  # s without a valid action before the arm holds
     min_action_interval: float = 0.1  # s, actions arriving faster are dropped (bounds the speed)
-    step_moving_time: float = 0.2  # s the servos take for one step (one 5 Hz tick)
+    step_moving_time: float = 0.25  # s the servos take for one step: bridge_data_robot's 1.25 x the 0.2 s period
     reset_moving_time: float = 2.0  # s for the long moves: start pose, home, sleep
     start_pose: tuple[float, ...] = robot.START_POSE  # x y z m, roll pitch yaw rad
     start_gripper: float = robot.START_GRIPPER  # 1 open .. 0 closed
@@ -102,10 +112,11 @@ def state_from_pose(pose: np.ndarray) -> np.ndarray:
 
 
 class ArmState(enum.Enum):
+    RESETTING = "resetting"  # moving to the start pose: actions ignored until the move has finished
     WAITING = "waiting"  # running, no action received yet since start or reset
     ACTIVE = "active"  # actions are arriving and being applied
     HOLDING = "holding"  # watchdog: no action for command_timeout, arm holds its pose
-    PARKED = "parked"  # after home / sleep / torque off: actions ignored until reset
+    PARKED = "parked"  # after home / sleep / torque off / effort limit: actions ignored until reset
 
 
 @dataclasses.dataclass
@@ -114,15 +125,17 @@ class ControlCounters:
     rejected: int = 0  # NaN/Inf/wrong length/wrong names
     ik_failures: int = 0  # steps skipped because IK found no solution within the joint limits
     ignored_parked: int = 0  # actions that arrived while parked
+    ignored_resetting: int = 0  # actions that arrived before the reset move had finished
     rate_limited: int = 0  # actions that arrived sooner than min_action_interval after the last
     clipped_steps: int = 0  # actions with at least one delta component clipped
     workspace_clips: int = 0  # targets moved back inside the workspace
     watchdog_holds: int = 0  # times the watchdog stopped the arm
+    effort_holds: int = 0  # times a joint effort over its limit stopped the arm
 
 
 @dataclasses.dataclass(frozen=True)
 class StepResult:
-    status: str  # "applied" | "rejected" | "ik_failure" | "parked" | "rate_limited"
+    status: str  # "applied" | "rejected" | "ik_failure" | "parked" | "resetting" | "rate_limited" | "effort_limit"
     commanded_pose: np.ndarray  # 4x4, the pose the arm is commanded to after this step
     message: str = ""
 
@@ -141,6 +154,8 @@ class ArmController:
         self.commanded_pose = reachable_pose(backend.model, pose_from_state(config.start_pose))
         self.gripper_open = config.start_gripper >= config.gripper_threshold
         self._last_action_time: float | None = None
+        self._reset_done_at = 0.0
+        self.park_reason = ""
         self.last_message = ""
 
     # -- actions ---------------------------------------------------------------------------
@@ -154,9 +169,14 @@ class ArmController:
         values = np.asarray(action, np.float64).reshape(-1) if _is_numeric(action) else None
         if values is None or values.shape != (ACTION_DIM,) or not np.all(np.isfinite(values)):
             return self.reject(f"expected {ACTION_DIM} finite numbers, got {action!r}")
+        if self.state is ArmState.RESETTING and not self._finish_reset(now):
+            self.counters.ignored_resetting += 1
+            return StepResult("resetting", self.commanded_pose.copy(), "resetting: the start-pose move has not finished")
         if self.state is ArmState.PARKED:
             self.counters.ignored_parked += 1
-            return StepResult("parked", self.commanded_pose.copy(), "parked: call reset to resume")
+            return StepResult("parked", self.commanded_pose.copy(), f"parked ({self.park_reason}): call reset to resume")
+        if self._effort_exceeded():
+            return StepResult("effort_limit", self.commanded_pose.copy(), self.last_message)
         if self._last_action_time is not None and now - self._last_action_time < self.config.min_action_interval:
             self.counters.rate_limited += 1
             return StepResult("rate_limited", self.commanded_pose.copy(), "action arrived too soon after the last")
@@ -193,15 +213,45 @@ class ArmController:
 
     # -- watchdog --------------------------------------------------------------------------
     def check_watchdog(self, now: float) -> ArmState:
-        """Call periodically: switches ACTIVE -> HOLDING after command_timeout without actions."""
+        """Call periodically: ends a finished reset, parks on an effort over the limit, and switches
+        ACTIVE -> HOLDING after command_timeout without actions."""
+        if self.state is ArmState.RESETTING:
+            self._finish_reset(now)
+        if self.state is not ArmState.PARKED:
+            self._effort_exceeded()
         if self.state is ArmState.ACTIVE and now - self._last_action_time > self.config.command_timeout:
             self.state = ArmState.HOLDING
             self.counters.watchdog_holds += 1
         return self.state
 
+    def _finish_reset(self, now: float) -> bool:
+        if now < self._reset_done_at:
+            return False
+        self.backend.set_moving_time(self.config.step_moving_time)
+        self.state = ArmState.WAITING
+        return True
+
+    def _effort_exceeded(self) -> bool:
+        efforts = self.backend.joint_efforts()
+        if efforts is None:
+            return False
+        over = np.abs(efforts) > self.backend.model.effort_limits
+        if not np.any(over):
+            return False
+        joint = int(np.argmax(np.abs(efforts) - self.backend.model.effort_limits))
+        name = self.backend.model.joint_names[joint]
+        self.backend.hold_position()
+        self.counters.effort_holds += 1
+        self.park_reason = (f"effort limit: {name} at {abs(efforts[joint]):.0f} > {self.backend.model.effort_limits[joint]:.0f}"
+                            "; holding the measured pose")
+        self.last_message = self.park_reason
+        self.state = ArmState.PARKED
+        return True
+
     # -- operator commands -----------------------------------------------------------------
-    def reset(self) -> bool:
-        """Move to the start pose (slowly) with the gripper open, and accept actions again."""
+    def reset(self, now: float) -> bool:
+        """Move to the start pose (slowly) with the gripper open; actions are accepted again once the
+        move has finished (reset_moving_time after `now`)."""
         start = reachable_pose(self.backend.model, pose_from_state(self.config.start_pose))
         if not self.backend.command_ee_pose(start, self.config.reset_moving_time):
             self.last_message = "reset: the arm refused the start pose (IK failure, or torque is off: reboot motors first)"
@@ -209,25 +259,27 @@ class ArmController:
         self.commanded_pose = start
         self.backend.set_gripper(self.config.start_gripper >= self.config.gripper_threshold)
         self.gripper_open = self.config.start_gripper >= self.config.gripper_threshold
-        self.state = ArmState.WAITING
+        self.state = ArmState.RESETTING
+        self._reset_done_at = now + self.config.reset_moving_time
         self._last_action_time = None
+        self.park_reason = ""
         return True
 
     def home(self) -> None:
-        self.state = ArmState.PARKED
+        self.state, self.park_reason = ArmState.PARKED, "home"
         self.backend.home(self.config.reset_moving_time)
 
     def sleep(self) -> None:
-        self.state = ArmState.PARKED
+        self.state, self.park_reason = ArmState.PARKED, "sleep"
         self.backend.sleep(self.config.reset_moving_time)
 
     def torque_off(self) -> None:
-        self.state = ArmState.PARKED
+        self.state, self.park_reason = ArmState.PARKED, "torque off"
         self.backend.torque_off()
 
     def reboot_motors(self) -> None:
         """Reboot the servos (clears hardware errors); the arm stays parked until reset."""
-        self.state = ArmState.PARKED
+        self.state, self.park_reason = ArmState.PARKED, "motors rebooted"
         self.backend.reboot_motors()
 
     def status(self) -> dict[str, str]:

@@ -32,6 +32,7 @@ class ArmModel:
     upper_limits: np.ndarray  # rad
     sleep_positions: np.ndarray  # rad, Interbotix's folded rest pose
     velocity_limit: float  # rad/s, every joint (motor-config Velocity_Limit 131 x 0.229 rpm)
+    effort_limits: np.ndarray  # per joint, in xs_sdk joint_states effort units (mA); see _EFFORT_LIMIT
 
     @property
     def dof(self) -> int:
@@ -49,6 +50,13 @@ _ELBOW = (_ticks_to_rad(648), _ticks_to_rad(3094))  # -123 .. 92 deg
 _WRIST_ANGLE = (_ticks_to_rad(910), _ticks_to_rad(3447))  # -100 .. 123 deg
 _ROLL = (-math.pi, math.pi)
 _VELOCITY_LIMIT = 131 * 0.229 * 2 * math.pi / 60  # ~3.14 rad/s
+
+# bridge_data_robot's effort guard (widowx_envs/widowx_controller/src/widowx_controller/
+# widowx_controller.py: ABS_MAX_JOINT_EFFORTS = [800, 1000, 600, 600, 600, 700] * 1.7, "experimental
+# values", a step fails when |effort| - limit > 10), per wx250s joint; the 5-DOF wx250 has the same
+# motors less the forearm roll.
+_EFFORT_LIMIT = {name: 1.7 * value + 10.0 for name, value in zip(
+    ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate"), (800, 1000, 600, 600, 600, 700))}
 
 _HOME_EE_POSE = np.array([[1.0, 0.0, 0.0, 0.458325],
                           [0.0, 1.0, 0.0, 0.0],
@@ -70,6 +78,8 @@ MODELS: dict[str, ArmModel] = {
         upper_limits=np.array([_WAIST[1], _SHOULDER[1], _ELBOW[1], _ROLL[1], _WRIST_ANGLE[1], _ROLL[1]]),
         sleep_positions=np.array([0.0, -1.80, 1.55, 0.0, 0.8, 0.0]),
         velocity_limit=_VELOCITY_LIMIT,
+        effort_limits=np.array([_EFFORT_LIMIT[name] for name in
+                                ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")]),
     ),
     "wx250": ArmModel(
         name="wx250",
@@ -84,6 +94,8 @@ MODELS: dict[str, ArmModel] = {
         upper_limits=np.array([_WAIST[1], _SHOULDER[1], _ELBOW[1], _WRIST_ANGLE[1], _ROLL[1]]),
         sleep_positions=np.array([0.0, -1.80, 1.55, 0.8, 0.0]),
         velocity_limit=_VELOCITY_LIMIT,
+        effort_limits=np.array([_EFFORT_LIMIT[name] for name in
+                                ("waist", "shoulder", "elbow", "wrist_angle", "wrist_rotate")]),
     ),
 }
 

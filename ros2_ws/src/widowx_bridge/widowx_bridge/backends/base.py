@@ -50,3 +50,18 @@ class ArmBackend(abc.ABC):
     @abc.abstractmethod
     def joint_positions(self) -> np.ndarray:
         """Latest joint positions in rad."""
+
+    def set_moving_time(self, moving_time: float) -> None:
+        """Set the servo profile for the commands that follow. command_ee_pose switches it itself when
+        its moving_time differs; the controller calls this between moves (when a reset has finished)
+        so that no step pays for the switch. Only the Interbotix arm has a profile to switch (two
+        blocking register writes)."""
+
+    def joint_efforts(self) -> np.ndarray | None:
+        """Latest joint efforts in the driver's units (model.effort_limits), or None where the arm
+        does not measure them (the kinematic sim)."""
+        return None
+
+    def hold_position(self) -> None:
+        """Stop pushing: command the measured joint positions (the effort guard's hold). An arm that
+        is always where it was commanded (the kinematic sim) has nothing to do."""
