@@ -23,6 +23,7 @@ from std_srvs.srv import Trigger
 from mqe.contract import ACTION_NAMES
 from widowx_bridge import arm_node, camera_node, topics
 from widowx_bridge.arm_node import ArmNode
+from widowx_bridge.backends.sim import SimArmBackend
 from widowx_bridge.camera_node import CameraNode
 from widowx_bridge.topics import image_from_msg
 
@@ -288,3 +289,60 @@ def test_camera_node_refuses_to_start_with_one_clear_line(tmp_path):
     assert result.returncode == 1
     assert f"camera_node: replay: path '{missing}' does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_arm_reset_while_actions_keep_arriving_ignores_them_until_the_move_has_finished(ros):
+    # on the real arm the next 0.25 s step would cut the 2 s reset move short
+    arm = ros.add(ArmNode(context=ros.context, parameter_overrides={"reset_moving_time": 2.0}))
+    operator = Operator(ros)
+    assert wait_for(lambda: operator.status().get("state") == "waiting", 10.0)
+    policy = ros.add(rclpy.create_node("policy_standin", context=ros.context))
+    publisher = policy.create_publisher(JointState, topics.ACTION, 10)
+    policy.create_timer(0.2, lambda: publisher.publish(
+        JointState(name=list(ACTION_NAMES), position=[0.0, 0.01, 0.0, 0.0, 0.0, 0.0, 1.0])))
+    assert wait_for(lambda: int(operator.status().get("applied", 0)) >= 3, 10.0)
+    assert operator.call(topics.ARM_RESET).success
+    reset_at = time.monotonic()
+    start = [0.3, 0.0, 0.15]
+    assert wait_for(lambda: operator.status().get("state") == "resetting", 2.0)
+    while time.monotonic() - reset_at < 1.6:  # the move is under way: the commanded pose stays the start pose
+        np.testing.assert_allclose(arm.controller.commanded_pose[:3, 3], start, atol=1e-9)
+        time.sleep(0.05)
+    assert int(operator.status()["ignored_resetting"]) >= 5
+    assert operator.statuses[-1].message.startswith("resetting")
+    assert wait_for(lambda: operator.status().get("state") == "active", 5.0)  # then the actions apply again
+    assert time.monotonic() - reset_at >= 2.0
+    assert wait_for(lambda: arm.controller.commanded_pose[1, 3] > 0.005)
+
+
+class EffortSimArm(SimArmBackend):
+    """The sim arm with joint efforts set by the test (the sim measures none)."""
+
+    def __init__(self):
+        super().__init__("wx250s")
+        self.efforts = np.zeros(self.model.dof)
+        self.holds = 0
+
+    def joint_efforts(self):
+        return self.efforts.copy()
+
+    def hold_position(self):
+        self.holds += 1
+
+
+def test_an_effort_over_the_limit_holds_the_arm_and_says_why_on_arm_status(ros):
+    backend = EffortSimArm()
+    arm = ros.add(ArmNode(context=ros.context, backend=backend))
+    operator = Operator(ros)
+    assert wait_for(lambda: operator.status().get("state") == "waiting", 10.0)
+    operator.act([0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    assert wait_for(lambda: operator.status().get("applied") == "1")
+    backend.efforts[1] = backend.model.effort_limits[1] + 100.0  # the shoulder pushes on something
+    assert wait_for(lambda: operator.status().get("state") == "parked", 3.0)
+    status = operator.statuses[-1]
+    assert "effort limit: shoulder" in status.message and status.level == DiagnosticStatus.WARN
+    assert operator.status()["effort_holds"] == "1" and backend.holds == 1
+    held = arm.controller.commanded_pose.copy()
+    operator.act([0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    assert wait_for(lambda: operator.status().get("ignored_parked") == "1")
+    np.testing.assert_array_equal(arm.controller.commanded_pose, held)
