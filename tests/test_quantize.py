@@ -166,3 +166,59 @@ def test_unavailable_provider_is_one_line_and_never_a_fallback(int8_export):
         message = str(caught.value)
         assert "\n" not in message and f"provider {provider!r}" in message
         assert ("install onnxruntime-" in message) if provider != "npu" else ("expected one of" in message)
+
+
+def test_policy_node_refuses_an_unavailable_provider_or_missing_int8_with_one_line(int8_export, tmp_path):
+    from test_system import run_refusal, write_goal
+
+    out_dir = int8_export[0]
+    goal = write_goal(tmp_path / "goal.png")
+    fp32_only = tmp_path / "fp32_only"
+    fp32_only.mkdir()
+    for name in (contract.GOAL_ENCODER_FILE, contract.POLICY_FILE, contract.DISTANCE_FILE):
+        (fp32_only / name).write_bytes((out_dir / name).read_bytes())
+    cases = [
+        (("provider:=openvino",), f"policy: refusing to start: provider 'openvino': OpenVINOExecutionProvider is not in this onnxruntime"),
+        (("precision:=int8",), "goal_encoder.int8.onnx: missing"),
+    ]
+    for extra, expected in cases:
+        if "openvino" in extra[0] and "OpenVINOExecutionProvider" in ort.get_available_providers():
+            continue
+        args = [word for parameter in (f"model:={fp32_only}", f"goal:={goal}", *extra) for word in ("-p", parameter)]
+        code, lines = run_refusal(*args)
+        assert code == 2 and len(lines) == 1 and expected in lines[0], lines
+
+
+def test_policy_node_runs_int8_and_reports_precision_and_provider_in_diagnostics(int8_export, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from mqe_policy import topics
+    from test_system import write_goal
+
+    goal = write_goal(tmp_path / "goal.png")
+    node = subprocess.Popen([sys.executable, "-m", "mqe_policy.policy_node", "--ros-args", "-p", f"model:={int8_export[0]}",
+                             "-p", f"goal:={goal}", "-p", "precision:=int8", "-p", "threads:=1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        listener = rclpy.create_node("diagnostics_listener", context=context)
+        received = []
+        listener.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, received.append, 10)
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(listener)
+        deadline = time.monotonic() + 60
+        while not received and time.monotonic() < deadline and node.poll() is None:
+            executor.spin_once(timeout_sec=0.2)
+        assert received, f"no /diagnostics from the int8 policy node: {node.poll()} {node.stderr.read() if node.poll() is not None else ''}"
+        values = {kv.key: kv.value for kv in received[0].status[0].values}
+        assert values["precision"] == "int8" and values["provider"] == "cpu"
+        assert received[0].status[0].hardware_id == str(int8_export[0])
+    finally:
+        node.terminate()
+        node.wait(timeout=15)
+        rclpy.try_shutdown(context=context)
