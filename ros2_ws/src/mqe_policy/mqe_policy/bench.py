@@ -73,20 +73,21 @@ def export_resnet34_policy(size: int, export_dir: Path, int8: bool = False) -> P
 
 
 def standalone_inference_ms(model: Path, frame: np.ndarray, goal: np.ndarray, threads: int, precision: str, provider: str,
-                            calls: int = 30) -> np.ndarray:
-    """OnnxPolicy.act on `frame` in this process, timed as the policy node times it (mqe_policy.control)."""
+                            calls: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """Wall and process-CPU ms of OnnxPolicy.act on `frame` in this process, timed as the policy node
+    times it (mqe_policy.control)."""
     from mqe.runtime import OnnxPolicy
 
     policy = OnnxPolicy(model, threads=threads, precision=precision, provider=provider)
     policy.set_goal(goal)
     for _ in range(5):
         policy.act(frame)
-    times = np.empty(calls)
+    wall, cpu = np.empty(calls), np.empty(calls)
     for index in range(calls):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         policy.act(frame)
-        times[index] = (time.perf_counter() - started) * 1e3
-    return times
+        wall[index], cpu[index] = (time.perf_counter() - started) * 1e3, (time.process_time() - started_cpu) * 1e3
+    return wall, cpu
 
 
 def write_frames(folder: Path, count: int = 90) -> Path:
@@ -214,6 +215,8 @@ def run_once(model: Path, frames: Path, goal: Path, camera_rate: float, seconds:
         "frame_age_p99": percentile(np.array(recorder.frame_ages) * 1e3, 99),
         "inference_p50": percentile(recorder.inference, 50),
         "policy_cpu": cpu["policy"],
+        # all of the policy process's CPU (inference, 1-in-N distance graph, frame reception) per action
+        "policy_cpu_ms_per_action": cpu["policy"] * 10 * wall / max(len(received), 1),
         "camera_cpu": cpu["camera"],
         "arm_cpu": cpu["arm"],
         "load": load,
@@ -264,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
                     before = standalone_inference_ms(model, frame_rgb, goal_rgb, options.threads, precision, options.provider)
                     result = run_once(model, frames, goal, rate, options.seconds, options.threads, precision, options.provider)
                     after = standalone_inference_ms(model, frame_rgb, goal_rgb, options.threads, precision, options.provider)
-                    result["standalone_p50"] = percentile(np.concatenate([before, after]), 50)
+                    result["standalone_p50"] = percentile(np.concatenate([before[0], after[0]]), 50)
+                    result["standalone_cpu_p50"] = percentile(np.concatenate([before[1], after[1]]), 50)
                     rows.append((size, rate, precision, result))
 
     print(f"\nClosed loop, sim arm + replay camera (640x480) + ResNet34 MQE policy, one process each (onnxruntime, "
@@ -272,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| size | precision | provider | camera Hz | actions | rate Hz | latency p50 / p99 ms | action period p50 / p99 ms (p1) | "
           "tick period p50 / p99 ms (p1) | "
           "frame age p50 / p99 ms | latency 1st / 2nd half p50 ms | inference p50 in loop / standalone ms (ratio) | "
-          "CPU % policy / camera / arm | load avg |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "policy CPU ms per action in loop / standalone act | CPU % policy / camera / arm | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size, rate, precision, r in rows:
         print(f"| {size} | {precision} | {options.provider} | {rate:g} | {r['actions']} | {r['rate_hz']:.2f} | "
               f"{r['latency_p50']:.1f} / {r['latency_p99']:.1f} | "
@@ -282,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['frame_age_p50']:.1f} / {r['frame_age_p99']:.1f} | "
               f"{r['latency_first_half_p50']:.1f} / {r['latency_second_half_p50']:.1f} | "
               f"{r['inference_p50']:.1f} / {r['standalone_p50']:.1f} ({r['inference_p50'] / r['standalone_p50']:.2f}x) | "
+              f"{r['policy_cpu_ms_per_action']:.1f} / {r['standalone_cpu_p50']:.1f} | "
               f"{r['policy_cpu']:.0f} / {r['camera_cpu']:.0f} / {r['arm_cpu']:.0f} | {r['load']:.1f} |")
     by_cell = {(size, rate, precision): r for size, rate, precision, r in rows}
     if "fp32" in precisions and "int8" in precisions:
