@@ -51,13 +51,17 @@ DEFAULTS = {
     "frame_id": "",  # frame of the commanded pose; empty = "<robot_model>/base_link"
 }
 
+# Parameters the node applies while it runs (each needs its own on-set handling); every other one is
+# read once at start-up and a change is refused (params.refuse_changes_at_run_time).
+RUNTIME_SETTABLE: tuple[str, ...] = ()
+
 
 class ArmNode(Node):
     def __init__(self, *, backend: ArmBackend | None = None, parameter_overrides=None, **node_kwargs):
         self._backend_up = False
         super().__init__(NODE_NAME, parameter_overrides=as_parameter_list(parameter_overrides), **node_kwargs)
         p = declare_all(self, DEFAULTS)
-        refuse_changes_at_run_time(self, DEFAULTS)  # all are read once, here
+        refuse_changes_at_run_time(self, [name for name in DEFAULTS if name not in RUNTIME_SETTABLE])
         config = ControlConfig(
             max_translation_step=p["max_translation_step"], max_rotation_step=p["max_rotation_step"],
             workspace_low=tuple(p["workspace_low"]), workspace_high=tuple(p["workspace_high"]),
