@@ -125,6 +125,8 @@ ONE_PLACE_SCRIPT = textwrap.dedent(
 def test_changing_a_default_in_its_one_place_changes_the_node_the_yaml_check_and_the_launch(tmp_path):
     from test_policy_artifacts import exported_policy
 
+    from mqe import robot
+
     goal = tmp_path / "goal.png"
     cv2.imwrite(str(goal), np.zeros((64, 64, 3), np.uint8))
     result = subprocess.run([sys.executable, "-c", ONE_PLACE_SCRIPT, str(exported_policy("mqe")), str(goal), str(REPO / "ros2_ws" / "src")],
@@ -134,7 +136,7 @@ def test_changing_a_default_in_its_one_place_changes_the_node_the_yaml_check_and
     assert seen["arm_node_workspace_high"] == [0.40, 0.25, 0.18]  # mqe.robot -> ControlConfig -> arm_node.DEFAULTS
     assert seen["camera_node_rate_hz"] == 15.0 and seen["policy_node_rate_hz"] == 4.0
     assert [line.split(": ", 1)[1] for line in seen["arm_yaml_check"]] == [
-        "workspace_high is [0.45, 0.25, 0.18], the node's default is [0.4, 0.25, 0.18]"]
+        f"workspace_high is {list(robot.WORKSPACE_HIGH)}, the node's default is [0.4, 0.25, 0.18]"]
     assert [line.split(": ", 1)[1] for line in seen["camera_yaml_check"]] == ["rate_hz is 30.0, the node's default is 15.0"]
     assert [line.split(": ", 1)[1] for line in seen["policy_yaml_check"]] == ["rate_hz is 5.0, the node's default is 4.0"]
     assert seen["launch_defaults"]["rate_hz"] == "4.0" and seen["launch_defaults"]["camera_rate_hz"] == "15.0"
