@@ -109,9 +109,10 @@ def check(command: str, scripts: dict[str, str], targets: set[str]) -> list[str]
                 if ":=" in word and word.split(":=")[0] not in NODE_PARAMETERS["camera"] | NODE_PARAMETERS["widowx_arm"]:
                     problems.append(f"{word}: no such parameter")
         elif verb in ("service", "topic", "bag") and len(words) > 3:
-            name = words[3].lstrip("/")
+            named = words[3] if verb != "bag" else next(word for word in words if word.startswith("/"))
+            name = named.lstrip("/")
             if name not in topic_names() and "/" + name != policy_topics.DIAGNOSTICS:
-                problems.append(f"{words[3]}: no such topic or service")
+                problems.append(f"{named}: no such topic or service")
             if verb == "service" and words[4:5] != ["std_srvs/srv/Trigger"]:
                 problems.append(f"{command}: every service is a std_srvs/srv/Trigger")
         elif verb == "param":
