@@ -1,5 +1,6 @@
-"""Camera sources: replay (folder, video), usb (OpenCV on a video file), realsense (a stand-in for
-pyrealsense2: the camera is hardware that cannot exist here), sim, and the pacing."""
+"""Camera sources: replay (folder, video), usb (OpenCV on a video file), realsense (pyrealsense2's
+own software sensor, and a scripted stand-in of its pipeline API for the configuration it is
+given), sim, and the pacing."""
 
 import sys
 import threading
@@ -177,6 +178,121 @@ def test_realsense_streams_rgb_waits_with_timeout_and_reconnects(monkeypatch):
     assert source.read() is not None
     assert set(camera.timeouts_ms) == {250}
     source.close()
+
+
+class SoftwareColourCamera:
+    """A colour camera made of pyrealsense2's own software_sensor (librealsense's software-device
+    API, the SDK's frame objects, real timeouts), started into an rs.syncer(): the route that works in
+    2.56/2.59, where software_device.add_to(ctx) for the pipeline is broken (librealsense issue 13819).
+    `start` is a RealSenseSource stream factory; a feeder thread pushes frames while `feeding` is set;
+    frame n is RGB (n % 200, 100, 200)."""
+
+    def __init__(self, width=64, height=48, fps=30, fmt="rgb8"):
+        import pyrealsense2 as rs
+
+        self.rs, self.width, self.height, self.fps = rs, width, height, fps
+        self.channels = 3 if fmt == "rgb8" else 1
+        self.device = rs.software_device()
+        self.sensor = self.device.add_sensor("Color")
+        stream = rs.video_stream()
+        stream.type, stream.index, stream.uid = rs.stream.color, 0, 0
+        stream.width, stream.height, stream.fps, stream.bpp = width, height, fps, self.channels
+        stream.fmt = getattr(rs.format, fmt)
+        intrinsics = rs.intrinsics()
+        intrinsics.width, intrinsics.height, intrinsics.fx, intrinsics.fy = width, height, 50.0, 50.0
+        intrinsics.ppx, intrinsics.ppy = width / 2, height / 2
+        stream.intrinsics = intrinsics
+        self.profile = self.sensor.add_video_stream(stream)
+        self.starts = self.stops = self.sent = 0
+        self.feeding, self.closed = threading.Event(), threading.Event()
+        self.feeder = threading.Thread(target=self._feed, daemon=True)
+        self.feeder.start()
+
+    def start(self):
+        camera = self
+
+        class SyncerStream:
+            def __init__(self):
+                self.syncer = camera.rs.syncer()
+                camera.sensor.open(camera.profile)
+                camera.sensor.start(self.syncer)
+                camera.starts += 1
+
+            def wait_for_frames(self, timeout_ms):
+                return self.syncer.wait_for_frames(timeout_ms)
+
+            def stop(self):
+                camera.sensor.stop()
+                camera.sensor.close()
+                camera.stops += 1
+
+        return SyncerStream()
+
+    def _feed(self):
+        while not self.closed.is_set():
+            if self.feeding.is_set() and self.starts > self.stops:
+                self.sent += 1
+                pixels = np.empty((self.height, self.width, self.channels), np.uint8)
+                pixels[...] = (self.sent % 200, 100, 200)[:self.channels]
+                frame = self.rs.software_video_frame()
+                frame.pixels, frame.bpp, frame.stride = pixels, self.channels, self.width * self.channels
+                frame.timestamp, frame.frame_number = time.time() * 1000, self.sent
+                frame.domain = self.rs.timestamp_domain.system_time
+                frame.profile = self.profile.as_video_stream_profile()
+                try:
+                    self.sensor.on_video_frame(frame)
+                except RuntimeError:  # the source stopped the sensor between the check and the push
+                    pass
+            time.sleep(1.0 / self.fps)
+
+    def close(self):
+        self.closed.set()
+        self.feeder.join(5.0)
+
+
+@pytest.fixture
+def software_camera():
+    camera = SoftwareColourCamera()
+    yield camera
+    camera.close()
+
+
+def test_realsense_on_pyrealsense2s_software_sensor_streams_rgb_times_out_and_reconnects(software_camera):
+    camera = software_camera
+    source = RealSenseSource(rate_hz=30.0, width=64, height=48, timeout=0.2, reconnect_after=2,
+                             stream_factory=camera.start)
+    source.open()
+    camera.feeding.set()
+    frames = [source.read() for _ in range(5)]
+    assert all(f is not None and f.shape == (48, 64, 3) and f.dtype == np.uint8 for f in frames)
+    assert all(tuple(f[0, 0, 1:]) == (100, 200) for f in frames)  # RGB order as the sensor sent it
+    numbers = [int(f[0, 0, 0]) for f in frames]
+    assert numbers == sorted(numbers) and len(set(numbers)) == 5  # newer frames, each once
+    frames[0][...] = 0  # a copy: the SDK's buffer is not handed out
+    camera.feeding.clear()
+    time.sleep(0.1)
+    while source.read() is not None:  # drain what was queued before the camera went quiet
+        pass
+    assert source.read() is None  # the second timeout in a row (real "Frame did not arrive in time")
+    assert source.reconnects == 1 and camera.stops == 1
+    camera.feeding.set()
+    assert any(source.read() is not None for _ in range(3))  # the stream restarts (read 1), frames return
+    assert camera.starts == 2
+    source.close()
+    assert camera.stops == 2
+
+
+def test_realsense_frame_that_is_not_rgb8_is_a_bad_frame():
+    camera = SoftwareColourCamera(fmt="y8")
+    try:
+        source = RealSenseSource(rate_hz=30.0, width=64, height=48, timeout=0.5, stream_factory=camera.start)
+        source.open()
+        camera.feeding.set()
+        with pytest.raises(BadFrame, match="expected rgb8"):
+            source.read()
+        source.close()
+    finally:
+        camera.close()
 
 
 def test_realsense_without_the_sdk_is_a_clear_error(monkeypatch):

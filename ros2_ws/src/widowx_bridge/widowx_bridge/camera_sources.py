@@ -196,42 +196,51 @@ class UsbSource(CameraSource):
 class RealSenseSource(CameraSource):
     """An Intel RealSense colour stream through pyrealsense2 (imported lazily: robot PC only).
 
+    Frames come from a *stream*: anything with pyrealsense2's `wait_for_frames(timeout_ms)` (a
+    frameset with get_color_frame(); RuntimeError when none arrives in time) and `stop()`.
+    `stream_factory` starts one; the default starts an `rs.pipeline()` on the colour stream. Tests
+    inject pyrealsense2's own software_sensor started into an rs.syncer() (software_device.add_to(ctx),
+    the pipeline route, is broken in 2.56/2.59: librealsense issue 13819).
+
     Waits at most `timeout` s per frame; after `reconnect_after` consecutive timeouts it stops and
-    restarts the pipeline (a USB glitch or a replugged camera recovers without a node restart)."""
+    restarts the stream (a USB glitch or a replugged camera recovers without a node restart)."""
 
     name = "realsense"
 
     def __init__(self, rate_hz: float = 30.0, width: int = 640, height: int = 480, serial: str = "",
-                 timeout: float = 1.0, reconnect_after: int = 3):
+                 timeout: float = 1.0, reconnect_after: int = 3, stream_factory: Callable[[], object] | None = None):
         self.rate_hz, self.width, self.height, self.serial = rate_hz, width, height, serial
         self.timeout, self.reconnect_after = timeout, reconnect_after
-        self._rs = None
+        self.stream_factory = stream_factory
         self._pipeline = None
         self._failures = 0
         self._reconnects = 0
 
     def open(self) -> None:
-        try:
-            import pyrealsense2
-        except ImportError as error:
-            raise CameraSourceError(f"realsense: pyrealsense2 is not installed ({error})") from error
-        self._rs = pyrealsense2
+        if self.stream_factory is None:
+            try:
+                import pyrealsense2
+            except ImportError as error:
+                raise CameraSourceError(f"realsense: pyrealsense2 is not installed ({error})") from error
+            self.stream_factory = lambda: self._start_pipeline(pyrealsense2)
         self._start()
 
-    def _start(self) -> None:
-        rs = self._rs
+    def _start_pipeline(self, rs):
         config = rs.config()
         if self.serial:
             config.enable_device(self.serial)
         config.enable_stream(rs.stream.color, self.width, self.height, rs.format.rgb8, int(round(self.rate_hz)))
         pipeline = rs.pipeline()
+        pipeline.start(config)
+        return pipeline
+
+    def _start(self) -> None:
         try:
-            pipeline.start(config)
+            self._pipeline = self.stream_factory()
         except RuntimeError as error:
             raise CameraSourceError(
                 f"realsense: cannot start colour {self.width}x{self.height}@{self.rate_hz:g} "
                 f"(serial {self.serial or 'any'}): {error}") from error
-        self._pipeline = pipeline
 
     def read(self, stop=None) -> np.ndarray | None:
         if self._pipeline is None:
