@@ -148,7 +148,7 @@ class ArmNode(Node):
             ArmState.WAITING: "waiting for actions",
             ArmState.ACTIVE: "applying actions",
             ArmState.HOLDING: "holding: no action within command_timeout",
-            ArmState.PARKED: f"parked ({self.controller.park_reason}): call reset to accept actions",
+            ArmState.PARKED: f"parked: call reset to accept actions ({self.controller.park_reason})",
         }[state]
         status.values = [KeyValue(key=k, value=v) for k, v in self.controller.status().items()]
         self.status_publisher.publish(status)

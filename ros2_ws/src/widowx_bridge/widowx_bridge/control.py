@@ -174,7 +174,7 @@ class ArmController:
             return StepResult("resetting", self.commanded_pose.copy(), "resetting: the start-pose move has not finished")
         if self.state is ArmState.PARKED:
             self.counters.ignored_parked += 1
-            return StepResult("parked", self.commanded_pose.copy(), f"parked ({self.park_reason}): call reset to resume")
+            return StepResult("parked", self.commanded_pose.copy(), f"parked: call reset to resume ({self.park_reason})")
         if self._effort_exceeded():
             return StepResult("effort_limit", self.commanded_pose.copy(), self.last_message)
         if self._last_action_time is not None and now - self._last_action_time < self.config.min_action_interval:
