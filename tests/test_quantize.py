@@ -152,6 +152,9 @@ def test_int8_calibrated_on_the_wrong_frames_is_refused_and_removed(tmp_path, da
     assert not json.loads((out_dir / quantize.ACCURACY_REPORT_FILE).read_text())["accepted"]
     assert not any((out_dir / name).exists() for name in INT8_FILES)
     OnnxPolicy(out_dir, threads=1)
+    # A latency benchmark of random weights keeps them (refuse=False), its report still says not accepted.
+    report = quantize.quantize_export(out_dir, calibration, held_out, print_report=printed.append, refuse=False)
+    assert not report["accepted"] and all((out_dir / name).exists() for name in INT8_FILES)
 
 
 def test_unavailable_provider_is_one_line_and_never_a_fallback(int8_export):

@@ -249,10 +249,12 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def quantize_export(export_dir: str | Path, calibration: ImagePairs, held_out: ImagePairs, print_report=print) -> dict:
+def quantize_export(export_dir: str | Path, calibration: ImagePairs, held_out: ImagePairs, print_report=print,
+                    refuse: bool = True) -> dict:
     """Write the int8 graphs of an fp32 export, check them against fp32 on `held_out`, keep the
     report (int8_accuracy.json). Returns the report; raises QuantizationRefused (and removes the int8
-    files) when it is past the thresholds."""
+    files) when it is past the thresholds, unless `refuse` is False (latency benchmarks of random-init
+    exports, whose accuracy means nothing; their report says accepted false all the same)."""
     export_dir = Path(export_dir)
     files = [name for name in (contract.GOAL_ENCODER_FILE, contract.POLICY_FILE, contract.DISTANCE_FILE) if (export_dir / name).is_file()]
     for name in (contract.GOAL_ENCODER_FILE, contract.POLICY_FILE):
@@ -284,7 +286,7 @@ def quantize_export(export_dir: str | Path, calibration: ImagePairs, held_out: I
     data = (json.dumps(report, indent=2) + "\n").encode()
     atomic_write_bytes(export_dir / ACCURACY_REPORT_FILE, lambda handle: handle.write(data))
     print_report(format_report(report))
-    if not report["accepted"]:
+    if refuse and not report["accepted"]:
         for name in files:
             (export_dir / contract.graph_file(name, "int8")).unlink(missing_ok=True)
         raise QuantizationRefused(
