@@ -16,6 +16,7 @@ AGENTS = {
     "gcbc": ("mqe.agents.gcbc", "GCBCAgent"),
     "gciql": ("mqe.agents.gciql", "GCIQLAgent"),
     "qrl": ("mqe.agents.qrl", "QRLAgent"),
+    "tra": ("mqe.agents.tra", "TRAAgent"),
 }
 
 

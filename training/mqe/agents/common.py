@@ -36,12 +36,8 @@ class GoalConditionedActor(nn.Module):
 
     def log_prob(self, mean: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Diagonal Gaussian log density of `actions` [B, A] around `mean`, summed over dims -> [B]."""
-        if self.log_std is None:
-            log_std = torch.zeros_like(mean)
-        else:
-            log_std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).expand_as(mean)
-        z = (actions - mean) * torch.exp(-log_std)
-        return (-0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_std = None if self.log_std is None else self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        return diagonal_gaussian_log_prob(mean, log_std, actions)
 
     def deterministic(self, mean: torch.Tensor) -> torch.Tensor:
         return mean.clamp(-1.0, 1.0) if self.clip_actions else mean
@@ -53,6 +49,13 @@ class GoalConditionedActor(nn.Module):
         if self.log_std is None:
             return self.mean_net.net[0].weight.new_ones(())  # on the agent's device, like the other metrics
         return self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp().mean()
+
+
+def diagonal_gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor | None, actions: torch.Tensor) -> torch.Tensor:
+    """log N(actions; mean, exp(log_std)^2 I) summed over the last dim; log_std None means std 1."""
+    log_std = torch.zeros_like(mean) if log_std is None else log_std.expand_as(mean)
+    z = (actions - mean) * torch.exp(-log_std)
+    return (-0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
 def detached_call(module: nn.Module, *args: torch.Tensor) -> torch.Tensor:

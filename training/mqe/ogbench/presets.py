@@ -6,6 +6,7 @@ Shared (paper Table 2 / OGBench): raw 2-D state into MLPs (512, 512, 512) with L
   gcbc   trajectory goals only (OGBench gcbc.py)
   gciql  OGBench gciql.py: expectile 0.9, DDPG+BC alpha 0.003 (hyperparameters.sh, pointmaze),
          value goals 0.2 current / 0.5 trajectory (geometric) / 0.3 random, gamma 0.99 (0.995 giant)
+  tra    Myers et al. 2025 (TRA-g): encoders (512, 512, 512) -> 512, future goals Geom(1 - 0.99)
   qrl    OGBench qrl.py: IQE latent 512, value goals random states, DDPG+BC alpha 0.0003
          (hyperparameters.sh, pointmaze), gamma 0.99 (0.995 giant)
 Stitch datasets: every agent draws half of its actor goals at random (OGBench's per-dataset setting
@@ -59,6 +60,12 @@ AGENT_PRESETS = {
         "goal_sampling.gamma": 0.99,
         "goal_sampling.value_p_curgoal": 0.0,
         "goal_sampling.value_p_randomgoal": 1.0,
+    },
+    "tra": {
+        "clip_actor_actions": True,
+        "value_hidden_dims": (512, 512, 512),
+        "latent_dim": 512,
+        "goal_sampling.gamma": 0.99,  # the public TRA code's discount for its future-state goals
     },
 }
 # The MQE release's (WJ2003B/mqe-release impls/agents/mqe.py, utils/networks.py) forms where ours
