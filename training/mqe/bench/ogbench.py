@@ -263,6 +263,43 @@ def evaluate_checkpoints(workdirs: list[Path], args) -> list[dict]:
     return rows
 
 
+def diagnose_checkpoints(workdirs: list[Path], args) -> list[dict]:
+    """`--diagnose`: for finished runs of quasimetric agents, the Spearman of d vs BFS distance
+    (2000 validation-state pairs) and d along the noiseless expert's path of every evaluation task."""
+    from mqe.agents import make_agent
+    from mqe.checkpoint import load_latest_checkpoint
+    from mqe.ogbench.collect import dataset_paths
+    from mqe.ogbench.dataset import load_npz
+    from mqe.ogbench.diagnostics import distance_rank_correlation, expert_path_distances
+
+    recipe = default_recipe(args.env)
+    _, val_path = dataset_paths(recipe, args.data_dir)
+    states = load_npz(val_path)["observations"]
+    maze = Maze.from_env(make_env(recipe.env_name))
+    rows = []
+    print("| run | step | Spearman d vs BFS | task | expert steps | Spearman d vs steps-to-go | d start | d end | d falls on % of steps |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for workdir in workdirs:
+        found = load_latest_checkpoint(workdir)
+        if found is None:
+            raise SystemExit(f"{workdir}: no checkpoint (expected a run directory of mqe-bench ogbench)")
+        _, state = found
+        meta = state["meta"]
+        agent = make_agent(meta["agent_name"], meta["agent_config"], tuple(meta["observation_spec"]), meta["action_dim"])
+        agent.load_state_dict(state["agent"])
+        agent.eval()
+        if not agent.has_distance:
+            raise SystemExit(f"{workdir}: agent {meta['agent_name']} has no distance to diagnose")
+        bfs = distance_rank_correlation(agent, maze, states, np.random.default_rng(args.first_seed), SPEARMAN_PAIRS)
+        paths = expert_path_distances(agent, recipe.env_name, seed=args.first_seed)
+        for task, row in paths.items():
+            print(f"| {workdir} | {state['step']} | {bfs:.3f} | {task} | {row['path_steps']} | "
+                  f"{row['spearman_steps_to_go']:.3f} | {row['d_start']:.3f} | {row['d_end']:.3f} | "
+                  f"{100 * row['fraction_decreasing']:.0f} |")
+        rows.append(dict(workdir=str(workdir), step=state["step"], spearman_bfs=bfs, expert_paths=paths))
+    return rows
+
+
 def parse_args(argv: list[str] | None):
     from mqe.agents import AGENTS
     from mqe.ogbench.presets import BATCH_SIZE, VARIANTS
@@ -295,6 +332,9 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--evaluate", nargs="+", type=Path, metavar="RUN_DIR",
                         help="only evaluate the newest checkpoint of these run directories (runs/<agent>-seed<k>) on "
                              "--env with --eval-episodes per task and evaluation seed --first-seed")
+    parser.add_argument("--diagnose", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="only print the critic diagnostics of these MQE/QRL run directories on --env: Spearman "
+                             "of d vs BFS and d along the noiseless expert's path of each evaluation task")
     args = parser.parse_args(argv)
     args.agent_names = [name.strip() for name in args.agents.split(",") if name.strip()]
     unknown = [name for name in args.agent_names if name not in names]
@@ -319,6 +359,8 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.torch_threads)
     if args.evaluate:
         return {"evaluations": evaluate_checkpoints(args.evaluate, args)}
+    if args.diagnose:
+        return {"diagnostics": diagnose_checkpoints(args.diagnose, args)}
     command = "mqe-bench ogbench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     out = Path(args.out or f"runs/ogbench/{args.env}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)

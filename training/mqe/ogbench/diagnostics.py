@@ -2,6 +2,8 @@
 
 - `distance_rank_correlation`: Spearman correlation between the critic's d(s, g) and the true BFS
   shortest-path distance between the cells of s and g, over random pairs of dataset states.
+- `expert_path_distances`: d(s_t, g) along the noiseless expert's path of each evaluation task
+  against the steps still to go (a quasimetric critic falls monotonically along it).
 - `plot_distance_heatmap`: d(s, g) for s on a grid over the maze to one fixed goal, as a PNG.
 """
 
@@ -44,6 +46,43 @@ def distance_rank_correlation(
     true_distance = maze.distances[cells[first], cells[second]]
     predicted = critic_distances(agent, states[first], states[second])
     return float(spearmanr(predicted, true_distance).statistic)
+
+
+def expert_path_distances(agent, env_name: str, tasks=(1, 2, 3, 4, 5), seed: int = 0) -> dict[int, dict]:
+    """Per evaluation task: roll the noiseless expert (mqe.ogbench.evaluate.expert_policy) from the
+    task's start to its goal once and compare the critic's d(s_t, g) with the steps still to go:
+    Spearman rho, d at the start and at the end, and the fraction of steps on which d falls."""
+    from scipy.stats import spearmanr
+
+    from mqe.ogbench.collect import make_env
+    from mqe.ogbench.evaluate import expert_policy
+
+    env = make_env(env_name)
+    expert = expert_policy(Maze.from_env(env))
+    out = {}
+    try:
+        for task in tasks:
+            observation, info = env.reset(seed=seed * 1000 + task, options=dict(task_id=task))
+            goal = np.asarray(info["goal"], np.float32)
+            path, done, success = [np.asarray(observation, np.float32)], False, False
+            while not done:
+                observation, _, terminated, truncated, info = env.step(expert(path[-1][None], goal[None])[0])
+                path.append(np.asarray(observation, np.float32))
+                done, success = terminated or truncated, bool(info["success"])
+            path = np.stack(path)
+            d = critic_distances(agent, path, np.repeat(goal[None], len(path), axis=0))
+            steps_to_go = np.arange(len(path))[::-1]
+            out[task] = dict(
+                path_steps=len(path) - 1,
+                expert_success=success,
+                spearman_steps_to_go=float(spearmanr(d, steps_to_go).statistic),
+                d_start=float(d[0]),
+                d_end=float(d[-1]),
+                fraction_decreasing=float(np.mean(np.diff(d) < 0)),
+            )
+    finally:
+        env.close()
+    return out
 
 
 def free_space_grid(maze: Maze, resolution: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
