@@ -271,6 +271,6 @@ def test_clear_errors_for_bad_configuration(tagged):
         BridgeLoader(_config(tagged), split="test")
     with pytest.raises(ValueError, match="rank 2 is not in 0..1"):
         BridgeLoader(_config(tagged), rank=2, world_size=2)
-    # image_1 exists in the features but no episode has it (has_image_1 = False): all are skipped
-    with pytest.raises(ValueError, match="found no usable episode"):
+    # image_1 exists in the features but every episode stores it black: refused by the camera probe
+    with pytest.raises(ValueError, match="camera image_1 is missing"):
         BridgeLoader(_config(tagged, camera="image_1"))

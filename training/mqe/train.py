@@ -501,7 +501,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", choices=["auto", "never"], default="auto",
                         help="auto: continue from the workdir's newest checkpoint (default); never: refuse if one exists")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip and count unreadable episodes (data/skipped_*) instead of stopping (= --set data.skip_bad=true)")
     args = parser.parse_args(argv)
+    if args.skip_bad:
+        args.set = [*args.set, "data.skip_bad=true"]
     try:
         config = build_config_from(args.agent, args.data_dir, args.workdir, args.steps, args.set, args.config,
                                    args.trunk_weights)

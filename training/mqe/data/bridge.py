@@ -6,8 +6,17 @@ Layout of the public release (one TFRecord record = one episode, a flat tf.train
   steps/action                   float32[7]  Δxyz, Δroll/pitch/yaw, absolute gripper (1 open, 0 closed)
   steps/discount, steps/reward   float32
   steps/is_first, is_last, is_terminal   bool
-  steps/language_instruction     text
+  steps/language_instruction     text (empty in some episodes)
+  steps/language_embedding       float32[512] (the instruction's sentence embedding)
   episode_metadata/file_path, episode_id, has_image_0..3, has_language
+
+Release quirks the writer reproduces and the reader survives (kpertsch/bridge_rlds_builder,
+bridge_dataset/bridge_dataset_dataset_builder.py; rail-berkeley/bridge_data_v2 issue #40):
+  - has_image_0..3 is False in every episode: the builder tests `'images0' in example['observations']`
+    on the *list* of per-step dicts, which is never true. The reader ignores the flag.
+  - A camera an episode lacks is stored as all-black frames. The reader tells a missing camera from
+    its pixels (`frame_is_blank`) and `probe_cameras` counts, per camera, the episodes that have it.
+  - Shards are named `bridge_dataset-<split>.tfrecord-00000-of-NNNNN`, many per split.
 
 Writing goes through a `tfds.core.GeneratorBasedBuilder` named `bridge_dataset`, so the output is a
 real TFDS directory (TFRecord shards, dataset_info.json, features.json) that
@@ -42,6 +51,10 @@ DATASET_VERSION = "1.0.0"
 CAMERAS = ("image_0", "image_1", "image_2", "image_3")
 STATE_DIM = 7
 NATIVE_IMAGE_SIZE = 256  # the public release's images are 256x256
+LANGUAGE_EMBEDDING_DIM = 512  # steps/language_embedding (Universal Sentence Encoder in the release)
+# A missing camera's frames are all zero; JPEG keeps zeros at zero, so a small bound suffices and a
+# real (even dark) scene is far above it.
+BLANK_FRAME_MAX = 8
 
 STATE_KEY = "steps/observation/state"
 ACTION_KEY = "steps/action"
@@ -102,6 +115,10 @@ def _bridge_features(image_size: int):
                     "is_last": flag("True on last step of the episode."),
                     "is_terminal": flag("True on last step of the episode if it is a terminal step, True for demos."),
                     "language_instruction": tfds.features.Text(doc="Language Instruction."),
+                    "language_embedding": tfds.features.Tensor(
+                        shape=(LANGUAGE_EMBEDDING_DIM,), dtype=np.float32,
+                        doc="Kona language embedding. See https://tfhub.dev/google/universal-sentence-encoder-large/5",
+                    ),
                 }
             ),
             "episode_metadata": tfds.features.FeaturesDict(
@@ -137,12 +154,16 @@ def make_episode(
     language_instruction: str = "",
     file_path: str = "",
     episode_id: int = 0,
+    language_embedding: np.ndarray | None = None,
 ) -> dict:
-    """Build one episode in the `bridge_dataset` feature layout from per-step arrays.
+    """Build one episode in the `bridge_dataset` feature layout from per-step arrays: the one call
+    every data source (synthetic renderer, MuJoCo expert) makes before `write_bridge_dataset`.
 
     states, actions: float32 [T, 7]; images: camera name -> uint8 [T, S, S, 3] for the cameras that
-    exist (the others are written as black frames with has_image_<k> = False, like the release).
-    Like demonstrations in the release: reward 1 and is_terminal on the last step, discount 1.
+    exist (the others are written as black frames, like the release); language_embedding: float32
+    [512] for the instruction (zeros when None, as for an episode without language). As the release
+    does, has_image_0..3 are all False whatever exists (see the module doc). Like demonstrations in
+    the release: reward 1 and is_terminal on the last step, discount 1.
     """
     states = np.asarray(states, np.float32)
     actions = np.asarray(actions, np.float32)
@@ -157,6 +178,11 @@ def make_episode(
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[0] != length or frames.shape[3] != 3:
             raise ValueError(f"make_episode: images[{camera!r}] must be uint8 [{length}, S, S, 3], got {frames.dtype} {frames.shape}")
         frame_shape = frames.shape[1:]
+    if language_embedding is None:
+        language_embedding = np.zeros(LANGUAGE_EMBEDDING_DIM, np.float32)
+    language_embedding = np.asarray(language_embedding, np.float32)
+    if language_embedding.shape != (LANGUAGE_EMBEDDING_DIM,):
+        raise ValueError(f"make_episode: language_embedding must be float32 [{LANGUAGE_EMBEDDING_DIM}], got {language_embedding.shape}")
     encoded = {camera: [encode_jpeg(frame) for frame in frames] for camera, frames in images.items()}
     blank = encode_jpeg(np.zeros(frame_shape, np.uint8))
     steps = []
@@ -176,9 +202,10 @@ def make_episode(
                 "is_last": last,
                 "is_terminal": last,
                 "language_instruction": language_instruction,
+                "language_embedding": language_embedding,
             }
         )
-    metadata = {f"has_{camera}": camera in images for camera in CAMERAS}
+    metadata = {f"has_{camera}": False for camera in CAMERAS}  # the release's value, see the module doc
     metadata.update(file_path=file_path, episode_id=np.int32(episode_id), has_language=bool(language_instruction))
     return {"steps": steps, "episode_metadata": metadata}
 
@@ -336,7 +363,7 @@ class RawEpisode:
     images: list[bytes]  # the chosen camera, one JPEG per step
     states: np.ndarray  # float32 [T, 7]
     actions: np.ndarray  # float32 [T, 7]
-    has_camera: bool  # episode_metadata/has_<camera> (True when the release lacks the flag)
+    has_camera: bool  # the chosen camera has pixels (not all-black frames); never the has_image flag
 
     def __len__(self) -> int:
         return len(self.images)
@@ -385,9 +412,47 @@ def parse_episode(payload: bytes, ref: EpisodeRef, camera: str) -> RawEpisode:
     for step, data in enumerate(images):
         if not looks_like_jpeg(data):
             raise BadEpisodeError("bad_jpeg", f"{where} step {step}", f"{key} is not a JPEG image ({len(data)} bytes)")
-    flag = features.get(f"episode_metadata/has_{camera}")
-    has_camera = True if flag is None or not flag.int64_list.value else bool(flag.int64_list.value[0])
+    has_camera = not camera_is_blank(images, where)
     return RawEpisode(ref=ref, images=images, states=states, actions=actions, has_camera=has_camera)
+
+
+def frame_is_blank(data: bytes, where: str) -> bool:
+    """True for the release's stand-in for a missing camera: an all-black frame."""
+    return int(decode_jpeg(data, where).max()) <= BLANK_FRAME_MAX
+
+
+def camera_is_blank(images: list[bytes], where: str) -> bool:
+    """A camera is missing from an episode when its first and last frames are black (two decodes,
+    not T: the release writes a missing camera black in every step)."""
+    return frame_is_blank(images[0], f"{where} step 0") and frame_is_blank(images[-1], f"{where} step {len(images) - 1}")
+
+
+def probe_cameras(source: "BridgeSource", split: str, max_shards: int = 2, max_episodes: int = 64) -> tuple[dict[str, int], int, list[str]]:
+    """Count, per camera, the episodes of the first shards of `split` whose frames are not black.
+
+    Returns (episodes with pixels per camera, episodes probed, shards probed). Reads at most
+    `max_episodes` records from the first `max_shards` shards, so a camera that is absent can be
+    refused in seconds instead of after a pass over every shard. Unreadable records are left to the
+    loader's own checks (and its skip_bad)."""
+    from tensorflow.core.example import example_pb2
+
+    present = {camera: 0 for camera in CAMERAS}
+    probed, shards = 0, source.shards(split)[:max_shards]
+    for shard in shards:
+        for item in source.iter_shard(shard):
+            if isinstance(item, BadEpisodeError) or probed >= max_episodes:
+                break
+            ref, payload = item
+            try:
+                features = example_pb2.Example.FromString(payload).features.feature
+                for camera in CAMERAS:
+                    frames = features[image_key(camera)].bytes_list.value if image_key(camera) in features else []
+                    if frames and not camera_is_blank(list(frames), ref.describe()):
+                        present[camera] += 1
+            except Exception:  # noqa: BLE001 - a bad record is the loader's to report, with its kind
+                continue
+            probed += 1
+    return present, probed, shards
 
 
 def decode_jpeg(data: bytes, where: str) -> np.ndarray:

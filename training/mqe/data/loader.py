@@ -31,7 +31,8 @@ from mqe.contract import GRIPPER_INDEX, ActionStats, resize_for_policy
 from mqe.data import goal_sampling
 from mqe.data.action_stats import compute_action_stats, load_or_compute_action_stats, stats_fingerprint
 from mqe.data.batch import assemble_batch
-from mqe.data.bridge import BadEpisodeError, BridgeSource, EpisodeRef, RawEpisode, decode_jpeg, parse_episode
+from mqe.data.bridge import (BadEpisodeError, BridgeSource, EpisodeRef, RawEpisode, decode_jpeg, parse_episode,
+                              probe_cameras)
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class _EpisodeStream:
         if self._kept_this_epoch == 0:
             raise ValueError(
                 f"{self._source.path}: rank {self._rank} of {self._world_size} found no usable episode in "
-                f"shards {self._shards}: all were bad or had has_{self._config['camera']} = False ({self._counters})"
+                f"shards {self._shards}: all were bad or had black {self._config['camera']} frames ({self._counters})"
             )
         self.epoch += 1
         self._cursor = self._seen = self._kept_this_epoch = 0
@@ -224,6 +225,24 @@ class _EpisodeStream:
 # ---------------------------------------------------------------------------------------------
 # The loader
 # ---------------------------------------------------------------------------------------------
+def require_camera(source: BridgeSource, split: str) -> dict[str, int]:
+    """Refuse, before any full pass over the data, a camera that the first shards never show.
+
+    The release's has_image_* flags are False everywhere, so presence is read from the pixels of
+    the first shards (mqe.data.bridge.probe_cameras). Returns the per-camera counts."""
+    present, probed, shards = probe_cameras(source, split)
+    if probed and present[source.camera] == 0:
+        others = ", ".join(f"{camera} in {count}" for camera, count in present.items() if count) or "none"
+        raise ValueError(
+            f"{source.path}: camera {source.camera} is missing (all-black frames) in all {probed} episodes of the "
+            f"first shards of split {split!r} ({', '.join(shards)}); cameras with pixels there: {others}. "
+            f"Choose one with --set data.camera=NAME (episode_metadata/has_image_* is False in the whole release "
+            f"and is not used)"
+        )
+    log.info("cameras with pixels in the first %d episodes of %s: %s", probed, split, present)
+    return present
+
+
 class BridgeLoader:
     """Batches of transitions with goals from a `bridge_dataset` directory (see the module doc)."""
 
@@ -240,6 +259,7 @@ class BridgeLoader:
         self._rank, self._world_size = rank, world_size
         self._source = BridgeSource(config["data_dir"], config["camera"])
         train_split = config["train_split"]
+        require_camera(self._source, train_split)
         options = _processing_options(config, train_split)
         self._fingerprint = stats_fingerprint(self._source.fingerprint(), options)
         self._action_stats, self.action_stats_path = load_or_compute_action_stats(

@@ -17,6 +17,7 @@ empty episode, corrupt record) so tests and users can see how the loader reports
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 
 from mqe.data.bridge import (
     ACTION_KEY,
+    LANGUAGE_EMBEDDING_DIM,
     STATE_KEY,
     BridgeSource,
     image_key,
@@ -71,17 +73,30 @@ def scripted_episode(rng: np.random.Generator, steps: int) -> tuple[np.ndarray, 
     return states, actions
 
 
+def _instruction_embedding(instruction: str) -> np.ndarray:
+    """A fixed unit vector per instruction standing in for the release's sentence embedding (zeros
+    for no instruction); nothing reads it in training, the format must hold it."""
+    if not instruction:
+        return np.zeros(LANGUAGE_EMBEDDING_DIM, np.float32)
+    seed = int.from_bytes(hashlib.sha256(instruction.encode()).digest()[:8], "little")
+    vector = np.random.default_rng(seed).standard_normal(LANGUAGE_EMBEDDING_DIM)
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
 def synthetic_episodes(count: int, steps: int, seed: int, image_size: int, first_id: int = 0, scene_seed: int = 0):
     """Yield `count` episodes (bridge_dataset layout); episode i depends only on (seed, first_id + i)."""
     for episode_id in range(first_id, first_id + count):
         rng = np.random.default_rng([seed, episode_id])
         states, actions = scripted_episode(rng, steps)
         images = np.stack([render_tabletop(s[:3], s[6], image_size, scene_seed) for s in states])
+        # Like the release: some episodes carry no instruction (empty text, zero embedding).
+        instruction = "" if episode_id % 5 == 4 else "move the gripper to the target and grasp"
         yield make_episode(
             states,
             actions,
             {"image_0": images},
-            language_instruction="move the gripper to the target and grasp",
+            language_instruction=instruction,
+            language_embedding=_instruction_embedding(instruction),
             file_path=f"synthetic/seed_{seed}/episode_{episode_id:05d}",
             episode_id=episode_id,
         )
@@ -108,6 +123,8 @@ def make_synthetic_dataset(
     if num_shards is not None and num_shards > min(train_episodes, val_episodes or train_episodes):
         raise ValueError(f"synthetic dataset: {num_shards} shards need at least as many episodes in each split "
                          f"(train {train_episodes}, val {val_episodes})")
+    if num_shards is None:  # several shards per split, like the release (as many as the smaller split allows)
+        num_shards = max(1, min(4, train_episodes, val_episodes or train_episodes))
     splits = {"train": synthetic_episodes(train_episodes, steps, seed, image_size, 0, scene_seed)}
     if val_episodes:
         splits["val"] = synthetic_episodes(val_episodes, steps, seed, image_size, train_episodes, scene_seed)
@@ -160,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=30, help="steps per episode")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same dataset")
     parser.add_argument("--image-size", type=int, default=256, help="rendered image size (the release uses 256)")
-    parser.add_argument("--shards", type=int, default=None, help="TFRecord shards per split (default: TFDS decides)")
+    parser.add_argument("--shards", type=int, default=None, help="TFRecord shards per split (default: up to 4, as many as each split can fill)")
     parser.add_argument("--scene-seed", type=int, default=0, help="which synthetic tabletop layout to render")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     parser.add_argument(
