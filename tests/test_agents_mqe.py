@@ -7,7 +7,8 @@ import torch
 
 from mqe.agents import get_config, make_agent
 from mqe.agents.common import ddpg_bc_loss
-from mqe.agents.mqe import backup_pair_loss, diagonal_and_all_pairs_mean, linear_exp
+from mqe.agents.mqe import backup_pair_loss, diagonal_and_all_pairs_mean, linear_exp, release_backup_pair_loss
+from mqe.ogbench.presets import MQE_PREVIOUS
 from mqe.quasimetric import mrn_distance
 
 B = 6
@@ -23,6 +24,9 @@ def tiny_config(trunk="mlp"):
         actor_hidden_dims=(16, 16),
         small_conv_channels=(8, 16),
     )
+    # the formulas below are written with the unscaled MRN distance and exp's tangent; the release
+    # forms (the defaults) are checked against theirs in the tests at the end of this file
+    config.update(MQE_PREVIOUS)
     return config
 
 
@@ -267,3 +271,28 @@ def test_config_validation():
         make_agent("mqe", config, ("state", 3), 2)
     with pytest.raises(ValueError, match="unknown agent"):
         get_config("sac")
+
+
+def test_release_distance_is_the_mrn_mean_over_sqrt_latent_with_epsilon():
+    torch.manual_seed(0)
+    config = get_config("mqe")
+    config.update(trunk="mlp", latent_dim=16, mrn_components=2, value_hidden_dims=(16,), actor_hidden_dims=(16,))
+    agent = make_agent("mqe", config, ("state", 3), 2)
+    x, y = torch.randn(4, 16), torch.randn(4, 16)
+    expected = mrn_distance(x, y, 2, l2_epsilon=1e-8) / 4.0  # sqrt(16)
+    assert torch.allclose(agent.distance(x, y), expected)
+    assert torch.allclose(agent.pairwise_distance(x, y).diagonal(), expected, atol=1e-6)
+    # the L2 half's epsilon: d(x, x) = eps * sqrt(M / 2) per component, here 1e-8 * 2 / 4
+    assert agent.distance(x, x).max().item() == pytest.approx(1e-8 * 2 / 4, rel=1e-3)
+
+
+def test_release_pair_loss_by_hand():
+    """exp(d - d_next - shift) - d below the threshold on d - d_next, d - d_next (slope 1) above it."""
+    d = torch.tensor([1.0, 4.0, 9.0], requires_grad=True)
+    d_next = torch.tensor([0.5, 0.5, 1.0])
+    shift = torch.tensor([0.1, 0.2, 0.3])
+    loss = release_backup_pair_loss(d, d_next, shift, threshold=5.0)
+    expected = torch.tensor([math.exp(0.5 - 0.1) - 1.0, math.exp(3.5 - 0.2) - 4.0, 8.0])
+    assert torch.allclose(loss, expected)
+    loss.sum().backward()
+    assert torch.allclose(d.grad, torch.tensor([math.exp(0.4) - 1.0, math.exp(3.3) - 1.0, 1.0]))

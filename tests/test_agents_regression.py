@@ -1,9 +1,11 @@
 """Regression on fixed tensors: MQE's critic, invariance and actor losses and their gradients, in
-today's default form and in the release-faithful form (`mqe.ogbench.presets.MQE_RELEASE`), must
-stay what they were when the fixture was written, so that no later change alters the method silently.
+the release-faithful form (`mqe.ogbench.presets.MQE_RELEASE`, the defaults since issue #14) and in
+the earlier form (`MQE_PREVIOUS`), must stay what they were when the fixture was written, so that no later change alters the method silently.
 
 How the fixture was obtained: `.venv/bin/python tests/test_agents_regression.py` (torch 2.13.0 CPU,
-float64) ran `compute()` below once and wrote tests/fixtures/mqe_loss_regression.json. Parameters
+float64) ran `compute()` below once and wrote tests/fixtures/mqe_loss_regression.json (its two
+entries were first keyed "default" and "release"; when the release form became the default they
+were renamed "previous" and "release", the values checked identical). Parameters
 and batch come from numpy's default_rng(0) (not torch's RNG or init, so a torch upgrade that changes
 its random streams does not change the inputs); every value is the loss itself and, per parameter,
 the sum and the L2 norm of the loss's gradient. Regenerate it only for a deliberate change of the
@@ -19,11 +21,11 @@ import pytest
 import torch
 
 from mqe.agents import get_config, make_agent
-from mqe.ogbench.presets import MQE_RELEASE
+from mqe.ogbench.presets import MQE_PREVIOUS, MQE_RELEASE
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mqe_loss_regression.json"
 B, OBS_DIM, ACTION_DIM = 5, 3, 2
-VARIANTS = {"default": {}, "release": MQE_RELEASE}
+VARIANTS = {"previous": MQE_PREVIOUS, "release": MQE_RELEASE}  # "release" = today's defaults
 
 
 def fixed_agent(overrides: dict):
@@ -104,7 +106,12 @@ def test_loss_and_gradients_match_the_fixture(stored, measured, variant, term):
 def test_the_variants_differ_where_the_release_differs(measured):
     """The fixture would not catch a switch that does nothing: the two forms give other values."""
     for term in ("critic", "invariance", "actor"):
-        assert measured["default"][term]["loss"] != pytest.approx(measured["release"][term]["loss"], rel=1e-6)
+        assert measured["previous"][term]["loss"] != pytest.approx(measured["release"][term]["loss"], rel=1e-6)
+
+
+def test_the_defaults_are_the_release_form():
+    config = get_config("mqe")
+    assert {key: config[key] for key in MQE_RELEASE} == MQE_RELEASE
 
 
 def test_the_critic_loss_exercises_both_branches():

@@ -11,11 +11,12 @@ Losses, summed and minimised by one optimiser:
                 l_ij  = exp(d_ij - d'_ij) - d_ij          (minimiser d_ij = d'_ij; Eq. 10-11
                         with the issue's "- d" instead of the paper's "- d'", which has no minimum)
               exp continued linearly above `loss_linear_threshold` so it never overflows
-              ("tangent": exp's tangent in d - d'; "release": the MQE release's l_ij = d_ij - d_next_ij
-              where d_ij - d_next_ij > t, d_next the waypoint distance before the k' log(gamma) shift);
+              ("release", the default: the MQE release's l_ij = d_ij - d_next_ij where d_ij - d_next_ij > t,
+              d_next the waypoint distance before the k' log(gamma) shift; "tangent": exp's tangent in d - d');
               loss = 0.5 mean_i l_ii + 0.5 mean_ij l_ij.
-  distance    the MRN mean over components, times 1/sqrt(latent_dim) with
-              distance_scale="inverse_sqrt_latent" (the release's `dists.mean(-1) / sqrt(D)`).
+  distance    the MRN mean over components times 1/sqrt(latent_dim) (distance_scale
+              "inverse_sqrt_latent", the release's `dists.mean(-1) / sqrt(D)`; "none" unscaled).
+The defaults follow the release code where it differs (docs/learner.md, measured in docs/ogbench.md).
   invariance  L_I = mean_i d(psi(s_i), phi(s_i, a_i))^2 (Eq. 14-15; "all_pairs": a_j for all j),
               on trunk features with the gradient stopped for images (Eq. 17).
   actor       DDPG+BC (Eq. 16): a_pi = mean pi(s_i, g_i), q_i = -max_ensemble d(phi(s_i, a_pi), psi(g_i)),
@@ -49,16 +50,16 @@ def get_config() -> dict:
         lr=3e-4,  # Adam learning rate (the trainer builds the optimiser from it)
         **get_trunk_config(),  # trunk, trunk_weights, small_conv_channels, state_trunk_dims
         layer_norm=True,  # LayerNorm in every critic and trunk MLP
-        activation_before_norm=False,  # critic MLPs Linear -> GELU -> LN (release, OGBench) instead of Linear -> LN -> GELU
-        actor_layer_norm=True,  # LayerNorm in the actor MLP (the release's GCActor has none)
+        activation_before_norm=True,  # critic MLPs Linear -> GELU -> LN (release, OGBench); False: Linear -> LN -> GELU
+        actor_layer_norm=False,  # LayerNorm in the actor MLP (the release's GCActor has none)
         latent_dim=256,  # size N*M of psi(s) and phi(s, a)
         value_hidden_dims=(256, 256, 256),  # hidden dims of the psi and phi MLPs
         mrn_components=8,  # N, the number of MRN components
         ensemble_size=2,  # critic ensemble members; the actor and the exported distance use the worst
         loss_linear_threshold=5.0,  # exp(d - d') is continued linearly above this threshold t
-        loss_linear_form="tangent",  # "tangent": exp's tangent above d - d' = t; "release": d - d_next above d - d_next = t
-        distance_scale="none",  # "none" or "inverse_sqrt_latent": MRN distance / sqrt(latent_dim) (release)
-        l2_epsilon=0.0,  # added inside the MRN L2 norm (release: 1e-8)
+        loss_linear_form="release",  # "release": d - d_next above d - d_next = t; "tangent": exp's tangent above d - d' = t
+        distance_scale="inverse_sqrt_latent",  # MRN distance / sqrt(latent_dim) (release); "none": unscaled
+        l2_epsilon=1e-8,  # added inside the MRN L2 norm (release); 0: exact norm
         invariance="diagonal",  # L_I pairs: "diagonal" d(psi(s_i), phi(s_i, a_i)) or "all_pairs" (Eq. 15)
         actor_hidden_dims=(256, 256, 256),  # policy MLP over [f(s), f(g)]
         const_std=True,  # actor std fixed at 1 (OGBench const_std); False learns a state-independent log std

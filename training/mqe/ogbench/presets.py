@@ -68,8 +68,10 @@ AGENT_PRESETS = {
         "goal_sampling.gamma": 0.99,  # the public TRA code's discount for its future-state goals
     },
 }
-# The MQE release's (WJ2003B/mqe-release impls/agents/mqe.py, utils/networks.py) forms where ours
-# differ (docs/learner.md lists every difference): run as agent "mqe-release".
+# The MQE release's (WJ2003B/mqe-release impls/agents/mqe.py, utils/networks.py) forms where the
+# first implementation differed (docs/learner.md lists every difference). They are MQE's defaults
+# since issue #14's measurement (docs/ogbench.md); "mqe-release" pins them explicitly and
+# "mqe-previous" runs the earlier forms.
 MQE_RELEASE = {
     "distance_scale": "inverse_sqrt_latent",  # dists.mean(-1) / sqrt(D)
     "activation_before_norm": True,  # Dense -> GELU -> LayerNorm
@@ -77,7 +79,17 @@ MQE_RELEASE = {
     "l2_epsilon": 1e-8,  # norm(x - y + eps)
     "loss_linear_form": "release",  # d - d_next above d - d_next = t
 }
-VARIANTS = {"mqe-release": ("mqe", MQE_RELEASE)}  # benchmark name -> (registered agent, overrides)
+MQE_PREVIOUS = {
+    "distance_scale": "none",
+    "activation_before_norm": False,  # Linear -> LayerNorm -> GELU
+    "actor_layer_norm": True,
+    "l2_epsilon": 0.0,
+    "loss_linear_form": "tangent",  # exp's tangent above d - d' = t
+}
+VARIANTS = {  # benchmark name -> (registered agent, overrides)
+    "mqe-release": ("mqe", MQE_RELEASE),
+    "mqe-previous": ("mqe", MQE_PREVIOUS),
+}
 
 
 def base_agent(name: str) -> str:
