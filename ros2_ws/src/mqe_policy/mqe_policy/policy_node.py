@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
-import struct
 import sys
 
 import numpy as np
@@ -21,7 +20,6 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, qos_profile_sensor_data
-from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32, String
 from std_srvs.srv import Trigger
@@ -45,16 +43,8 @@ CAMERA_QOS = QoSProfile(
 )
 
 
-def raw_image_stamp(raw: bytes) -> float:
-    """header.stamp of a CDR-serialised sensor_msgs/Image without deserialising the pixels: a 4-byte
-    encapsulation header (its 2nd byte: 1 little-endian, 0 big-endian), then builtin_interfaces/Time
-    {int32 sec, uint32 nanosec} as the message's first field."""
-    sec, nanosec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
-    return sec + nanosec * 1e-9
-
-
-def image_from_raw(raw: bytes) -> np.ndarray:
-    return image_from_msg(deserialize_message(raw, Image))
+def stamp_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
 
 
 class PolicyNode(Node):
@@ -114,16 +104,13 @@ class PolicyNode(Node):
             log=self.get_logger().info,
             mode=Mode.RUNNING if autostart else Mode.STOPPED,
         )
-        # raw=True: the executor hands over the serialised bytes and only the frame a tick uses is
-        # deserialised; rclpy's deserialisation of a 640x480 Image is 1.5 ms of CPU, on every frame at
-        # 30-60 Hz, beside the inference (docs/inference.md).
-        self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_frame, CAMERA_QOS, raw=True)
+        self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_frame, CAMERA_QOS)
         self.create_subscription(Image, topics.GOAL_IMAGE, self._on_goal_image, 1)
         self.create_subscription(DiagnosticStatus, ARM_STATUS, self._on_arm_status, 10)
         self.create_service(Trigger, topics.START, self._service(self.loop.start))
         self.create_service(Trigger, topics.PAUSE, self._service(self.loop.pause))
         self.create_service(Trigger, topics.STOP, self._service(self.loop.stop))
-        self.capturer = GoalCapturer(lambda: self.goal_dir, lambda: self.goal_path, image_from_raw)
+        self.capturer = GoalCapturer(lambda: self.goal_dir, lambda: self.goal_path, image_from_msg)
         self.create_service(Trigger, topics.CAPTURE_GOAL, self.capturer.handle_trigger)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         # The control clock is a thread of its own, not an executor timer: the executor only moves
@@ -137,9 +124,9 @@ class PolicyNode(Node):
         )
 
     # --- callbacks ------------------------------------------------------------------------------
-    def _on_frame(self, raw: bytes) -> None:
-        self.capturer.latest = raw  # policy/capture_goal saves the newest frame
-        self.loop.on_frame(Frame(stamp=raw_image_stamp(raw), decode=lambda: image_from_raw(raw)))
+    def _on_frame(self, msg: Image) -> None:
+        self.capturer.latest = msg  # policy/capture_goal saves the newest frame
+        self.loop.on_frame(Frame(stamp=stamp_seconds(msg.header.stamp), decode=lambda: image_from_msg(msg)))
 
     def _on_goal_image(self, msg: Image) -> None:
         try:
