@@ -116,3 +116,35 @@ def test_frames_render_at_bridge_and_small_sizes(world):
     assert small.shape == (256, 256, 3)
     goal = sim.render_goal_image(task, world, 256, 256)
     assert np.abs(goal.astype(int) - small.astype(int)).mean() > 1.0  # objects moved to the plate
+
+
+def test_friction_grasp_holds_while_the_arm_moves(world):
+    """Grasp the cube by friction, lift, move through four poses for 2 s: slip in the gripper <= 5 mm."""
+    from mqe.sim.world import pose_from_state
+
+    task = sim.make_task("single_pnp", 0, world)
+    world.reset(task.start)
+    cube = world.object_poses()["cube"]
+    yaw = (2 * np.arctan2(cube[6], cube[3]) + np.pi / 4) % (np.pi / 2) - np.pi / 4  # a face pair across the fingers
+    joints = world.joint_positions()
+
+    def move(xyz, seconds):
+        nonlocal joints
+        joints = world.solve_ik(pose_from_state([*xyz, 0.0, 0.0, yaw]), joints)
+        assert joints is not None, xyz
+        world.command_joints(joints, seconds)
+        world.step(seconds)
+
+    move([cube[0], cube[1], 0.10], 1.0)
+    move([cube[0], cube[1], 0.018], 1.0)
+    assert np.abs(world.ee_pose()[:3, 3] - [cube[0], cube[1], 0.018]).max() < 2e-3  # the servos track
+    world.command_gripper(0.0)
+    world.step(0.5)
+    move([cube[0], cube[1], 0.12], 0.6)
+    held = np.linalg.inv(world.ee_pose()) @ np.r_[world.object_poses()["cube"][:3], 1.0]
+    for xyz in ([0.3, 0.1, 0.15], [0.2, -0.05, 0.1], [0.35, 0.15, 0.12], [0.25, 0.0, 0.14]):
+        move(xyz, 0.5)
+    after = np.linalg.inv(world.ee_pose()) @ np.r_[world.object_poses()["cube"][:3], 1.0]
+    assert world.object_poses()["cube"][2] > 0.1  # still in the air
+    assert np.linalg.norm(after[:3] - held[:3]) <= 5e-3
+    assert world.finger_positions().min() > scene.FINGER_CLOSED + 0.01  # fingers stopped by the cube

@@ -148,8 +148,8 @@ def _objects() -> str:
     </body>
     <body name="carrot" pos="0.3 0.2 {h['carrot']}">
       <freejoint name="carrot"/>
-      <geom name="carrot" class="object" type="capsule" size="0.016 0.03" euler="0 90 0" mass="0.025" rgba="{c['carrot']}"/>
-      <geom class="visual" type="cylinder" size="0.006 0.008" pos="0.05 0 0" euler="0 90 0" rgba="0.2 0.6 0.2 1"/>
+      <geom name="carrot" class="object" type="capsule" size="0.016 0.03" euler="0 1.570796 0" mass="0.025" rgba="{c['carrot']}"/>
+      <geom class="visual" type="cylinder" size="0.006 0.008" pos="0.05 0 0" euler="0 1.570796 0" rgba="0.2 0.6 0.2 1"/>
     </body>
     <body name="mushroom" pos="0.2 0.15 {h['mushroom']}">
       <freejoint name="mushroom"/>
@@ -193,7 +193,7 @@ def scene_xml() -> str:
         for name, kp, limit in zip(JOINT_NAMES, JOINT_KP, JOINT_LIMITS))
     return f"""
 <mujoco model="bridge_tabletop">
-  <compiler angle="degree" autolimits="true"/>
+  <compiler angle="radian" autolimits="true"/>
   <option timestep="{TIMESTEP}" cone="elliptic" impratio="10" solver="Newton" iterations="50" noslip_iterations="3"/>
   <visual><global offwidth="{CAMERA_WIDTH}" offheight="{CAMERA_HEIGHT}"/><quality shadowsize="1024"/></visual>
   <default>
