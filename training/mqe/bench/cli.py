@@ -3,6 +3,7 @@
     mqe-bench inference [...]   onnxruntime latency of the exported policy (mqe.bench.inference)
     mqe-bench data [...]        loader samples/s beside train-step samples/s for the same config
     mqe-bench ogbench [...]     OGBench pointmaze success rates (mqe.bench.ogbench)
+    mqe-bench sim [...]         simulated tabletop speed: physics + 30 Hz camera (mqe.sim.bench)
 
 `mqe-bench <command> --help` lists each command's options.
 """
@@ -105,6 +106,7 @@ COMMANDS = {
     "inference": ("mqe.bench.inference", "onnxruntime latency of the exported policy"),
     "data": (__name__, "loader samples/s vs train-step samples/s"),
     "ogbench": ("mqe.bench.ogbench", "OGBench pointmaze success rates per agent"),
+    "sim": ("mqe.sim.bench", "simulated tabletop: physics + rendering, simulated s per wall s"),
 }
 
 
