@@ -81,3 +81,17 @@ def test_benchmark_smoke_run_of_every_agent(tmp_path, capsys):
 def test_benchmark_rejects_unknown_agents(tmp_path):
     with pytest.raises(SystemExit):
         bench_main(["--agents", "mqe,sac", "--out", str(tmp_path)])
+
+
+def test_mqe_variants_select_the_release_and_the_previous_forms():
+    from mqe.bench.ogbench import parse_args
+    from mqe.ogbench.presets import MQE_PREVIOUS, MQE_RELEASE, agent_config, base_agent
+
+    release, previous, default = (agent_config(name, "pointmaze-large-stitch", width=64)
+                                  for name in ("mqe-release", "mqe-previous", "mqe"))
+    assert {k: release[k] for k in MQE_RELEASE} == MQE_RELEASE == {k: default[k] for k in MQE_RELEASE}
+    assert {k: previous[k] for k in MQE_PREVIOUS} == MQE_PREVIOUS
+    for key in ("alpha", "goal_sampling", "latent_dim", "value_hidden_dims"):  # only the five forms differ
+        assert release[key] == previous[key]
+    assert base_agent("mqe-previous") == "mqe" and base_agent("gciql") == "gciql"
+    assert parse_args(["--agents", "mqe-release,mqe-previous,tra"]).agent_names == ["mqe-release", "mqe-previous", "tra"]
