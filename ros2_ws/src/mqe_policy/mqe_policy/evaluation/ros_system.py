@@ -54,6 +54,17 @@ RECORDED_TOPICS = {
 }
 
 
+def _end_with_parent() -> None:
+    """In the policy process before exec: SIGINT it when mqe-eval dies (killed, crashed), so no
+    orphaned policy keeps driving the arm (Linux prctl PR_SET_PDEATHSIG; elsewhere a no-op)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGINT)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class SystemUnavailable(RuntimeError):
     """A node or service of the running system did not answer."""
 
@@ -151,7 +162,8 @@ class RosSystem:
         for name, value in parameters.items():
             text = ("true" if value else "false") if isinstance(value, bool) else str(value)
             command += ["-p", f"{name}:={text}"]
-        return subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=dict(os.environ))
+        return subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=dict(os.environ),
+                                preexec_fn=_end_with_parent)
 
     def _wait_policy_ready(self, process: subprocess.Popen, log: Path) -> None:
         client = self.node.create_client(Trigger, topics.START)

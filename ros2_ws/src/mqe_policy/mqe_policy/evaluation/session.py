@@ -132,7 +132,10 @@ class Session:
         for run_id in self.results.half_finished():
             self.results.append({"record": "abandoned", "run_id": run_id, "time": time.time(),
                                  "reason": "half-finished when the session stopped; redone"})
-            self.log(f"mqe-eval: run {run_id} was half-finished; it is marked abandoned and redone")
+            started = [r for r in self.results.of("started") if r["run_id"] == run_id][-1]
+            # Blinded: name the run as the evaluator knows it (task, trial, label), never the method.
+            self.log(f"mqe-eval: {started.get('task')} trial {started.get('trial', 0) + 1}, policy {started.get('label')} "
+                     f"was half-finished; it is marked abandoned and redone")
 
     def fingerprint(self, method: str) -> str:
         if method not in self._fingerprints:
@@ -176,7 +179,8 @@ class Session:
         else:
             self.evaluator.say(f"  policy {run.label}: sim task {run.task.sim_task}, seed {run.seed}")
         recording = self.recordings_dir / f"{run.task.name}_{run.trial:03d}_{run.label}_{int(time.time() * 1000)}.mcap"
-        self.results.append({"record": "started", "run_id": run.run_id, "time": time.time(), "recording": recording.name})
+        self.results.append({"record": "started", "run_id": run.run_id, "task": run.task.name, "trial": run.trial,
+                             "label": run.label, "time": time.time(), "recording": recording.name})
         self.system.reset(run)
         attachments = {"protocol_entry": run.task.entry(), "policy_fingerprint": self.fingerprint(run.method),
                        "method": run.method, "label": run.label, "trial": run.trial, "seed": run.seed}
