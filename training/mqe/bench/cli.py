@@ -4,6 +4,7 @@
     mqe-bench data [...]        loader samples/s beside train-step samples/s for the same config
     mqe-bench ogbench [...]     OGBench pointmaze success rates (mqe.bench.ogbench)
     mqe-bench sim [...]         simulated tabletop speed: physics + 30 Hz camera (mqe.sim.bench)
+    mqe-bench stitch [...]      sim stitching: single-primitive data, six tasks (mqe.bench.stitch)
 
 `mqe-bench <command> --help` lists each command's options.
 """
@@ -107,6 +108,7 @@ COMMANDS = {
     "data": (__name__, "loader samples/s vs train-step samples/s"),
     "ogbench": ("mqe.bench.ogbench", "OGBench pointmaze success rates per agent"),
     "sim": ("mqe.sim.bench", "simulated tabletop: physics + rendering, simulated s per wall s"),
+    "stitch": ("mqe.bench.stitch", "sim stitching: train on single primitives, Table 5 on six tasks"),
 }
 
 

@@ -1,0 +1,220 @@
+"""`mqe-bench stitch`: the paper's stitching experiment (Table 5 layout) in the simulated tabletop, state mode.
+
+Train on single pick-and-place primitives only (mqe.sim.dataset.record_pick_place), evaluate on the six
+mqe.sim tasks from one goal, closed loop through widowx_bridge.sim_episode.run_episode (the real arm's
+ArmController) and scored by mqe.sim.score. Prints binary success counts per task and agent, and the
+progress (points / max points) mean ± s.e.
+
+    mqe-bench stitch --episodes 40 --steps 2000 --trials 3 --agents mqe gcbc gciql tra
+
+State observation (36-D): measured ee state (xyz, roll/pitch/yaw, gripper opening 1 open .. 0 closed),
+the four objects' poses (4 x 7) and the drawer opening, as the generator records them. The goal is the
+same vector of the task's goal scene with the arm at its start pose. The dataset is an npz of
+observations/actions/terminals (mqe.ogbench.dataset's format), built in-process: the TFDS `state`
+observation mode (a join of the sim's privileged sidecar on file_path) is not built yet (docs/stitching.md).
+Actions are scaled per dimension to [-1, 1] by the dataset's largest magnitude and scaled back at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mqe.bench.machine import machine_facts
+
+AGENTS = ("mqe", "gcbc", "gciql", "tra")
+
+
+def state_vector(world) -> np.ndarray:
+    from mqe.sim import scene
+    from mqe.sim.dataset import gripper_state
+    from mqe.sim.world import state_from_pose
+
+    poses = world.object_poses()
+    return np.concatenate([state_from_pose(world.ee_pose()), [gripper_state(world)],
+                           np.concatenate([poses[name] for name in scene.OBJECTS]),
+                           [world.drawer_opening()]]).astype(np.float32)
+
+
+def goal_vector(world, task) -> np.ndarray:
+    """The goal scene's state vector with the arm at its start pose (the goal image shows the same)."""
+    world.reset(task.goal)
+    return state_vector(world)
+
+
+def generate(out: Path, episodes: int, seed: int, log=print) -> dict:
+    """train.npz / val.npz of single-primitive episodes; the state vector is recomputed from the
+    recorded privileged arrays (objects, drawer) beside the recorded Bridge state."""
+    from mqe.sim.dataset import PrimitiveFailed, record_pick_place
+    from mqe.sim.world import World
+
+    world = World()
+    failures: dict[str, int] = {}
+    split_sizes = {"train": episodes - max(1, episodes // 10), "val": max(1, episodes // 10)}
+    first = {"train": 0, "val": 500_000}  # disjoint seed ranges, as mqe.sim.dataset
+    started = time.perf_counter()
+    for split, count in split_sizes.items():
+        observations, actions, terminals = [], [], []
+        written, attempt = 0, first[split]
+        while written < count:
+            try:
+                recorded = record_pick_place(world, seed * 1_000_000 + attempt, image_size=16)
+            except PrimitiveFailed as failure:
+                failures[str(failure)] = failures.get(str(failure), 0) + 1
+                attempt += 1
+                continue
+            steps = len(recorded["states"])
+            observations.append(np.concatenate([recorded["states"], recorded["objects"].reshape(steps, -1),
+                                                recorded["drawer"][:, None]], axis=1))
+            actions.append(recorded["actions"])
+            ends = np.zeros(steps, bool)
+            ends[-1] = True
+            terminals.append(ends)
+            written += 1
+            attempt += 1
+        np.savez(out / f"{split}.npz", observations=np.concatenate(observations).astype(np.float32),
+                 actions=np.concatenate(actions).astype(np.float32), terminals=np.concatenate(terminals))
+    world.close()
+    raw = np.load(out / "train.npz")["actions"]
+    scale = np.maximum(np.abs(raw).max(axis=0), 1e-6).astype(np.float32)
+    for split in split_sizes:
+        arrays = dict(np.load(out / f"{split}.npz"))
+        arrays["actions"] = np.clip(arrays["actions"] / scale, -1.0, 1.0).astype(np.float32)
+        np.savez(out / f"{split}_scaled.npz", **arrays)
+    stats = {"episodes": split_sizes, "failures": failures, "seconds": round(time.perf_counter() - started, 1),
+             "action_scale": scale.tolist()}
+    log(f"data: {split_sizes}, discarded {failures or 'none'}, {stats['seconds']} s")
+    return stats
+
+
+def train(agent_name: str, seed: int, args, out: Path):
+    from mqe.agents import make_agent
+    from mqe.ogbench.dataset import OGBenchDataset
+    from mqe.ogbench.presets import agent_config, base_agent
+    from mqe.train import fit, get_fit_config, resolve_device, seed_everything
+
+    config = agent_config(agent_name, "stitch", width=args.width)
+    seed_everything(seed)
+    dataset = OGBenchDataset(out / "train_scaled.npz", args.batch_size, config["goal_sampling"], seed=seed)
+    val = OGBenchDataset(out / "val_scaled.npz", args.batch_size, config["goal_sampling"], seed=seed + 1)
+    agent = make_agent(base_agent(agent_name), config, ("state", dataset.observation_dim), dataset.action_dim)
+    fit_config = get_fit_config()
+    fit_config.update(steps=args.steps, agent=config, seed=seed, log_every=min(100, args.steps), val_every=args.steps,
+                      eval_every=args.steps, checkpoint_every=args.steps, keep_checkpoints=1, progress=False)
+    meta = {"agent_name": base_agent(agent_name), "benchmark_name": agent_name, "agent_config": config,
+            "observation_spec": ["state", dataset.observation_dim], "action_dim": dataset.action_dim}
+    started = time.perf_counter()
+    # workdir None: no files, so no TensorBoard writer; its TensorFlow import and MuJoCo's EGL renderer
+    # segfault in one process whichever comes first (faulthandler traces in docs/stitching.md).
+    fit(agent, dataset, fit_config, None, val_source=val, meta=meta,
+        device=resolve_device("cpu"), resume=False)
+    return agent, time.perf_counter() - started
+
+
+def evaluate(agent, scale: np.ndarray, tasks, trials: int, first_trial: int, horizon: int) -> dict[str, list[tuple[int, int]]]:
+    """(points, max_points) per trial per task, through the no-ROS runner and the sim scorer."""
+    import torch
+
+    from mqe import sim
+    from widowx_bridge.sim_episode import run_episode
+
+    world = sim.World()
+    agent.eval()
+    results: dict[str, list[tuple[int, int]]] = {}
+    for task_name in tasks:
+        results[task_name] = []
+        for trial in range(first_trial, first_trial + trials):
+            goal = torch.from_numpy(goal_vector(world, sim.make_task(task_name, trial, world))[None])
+
+            def policy(_observation: dict) -> np.ndarray:
+                with torch.no_grad():
+                    action = agent.act(torch.from_numpy(state_vector(world)[None]), goal)[0].numpy()
+                return (np.clip(action, -1.0, 1.0) * scale).astype(np.float64)
+
+            result = run_episode(task_name, trial, policy, steps=horizon, image_size=16, world=world)
+            results[task_name].append((result.points, result.max_points))
+    world.close()
+    return results
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    values = np.asarray(values, float)
+    se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+    return float(values.mean()), se
+
+
+def table(results: dict[str, dict[str, list[tuple[int, int]]]], tasks) -> str:
+    """Paper's Table 5 layout: successes/trials per task (rows) and agent (columns), then progress."""
+    agents = list(results)
+    lines = ["| task | " + " | ".join(agents) + " |", "|---|" + "---|" * len(agents)]
+    for task in tasks:
+        cells = [f"{sum(p == m for p, m in results[a][task])}/{len(results[a][task])}" for a in agents]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    lines += ["", "progress (points / max points), mean ± s.e. over trials and seeds:", "",
+              "| task | " + " | ".join(agents) + " |", "|---|" + "---|" * len(agents)]
+    for task in tasks:
+        cells = []
+        for a in agents:
+            mean, se = mean_se([p / m for p, m in results[a][task]])
+            cells.append(f"{mean:.2f} ± {se:.2f}")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="mqe-bench stitch", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="work folder: datasets, runs, results.json")
+    parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=AGENTS, help="agents trained and evaluated")
+    parser.add_argument("--episodes", type=int, default=40, help="single pick-and-place episodes generated (train + val)")
+    parser.add_argument("--steps", type=int, default=2000, help="optimizer steps per agent")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per agent")
+    parser.add_argument("--trials", type=int, default=3, help="evaluation trials (task seeds) per task, agent and seed")
+    parser.add_argument("--horizon", type=int, default=60, help="5 Hz policy steps per trial")
+    parser.add_argument("--batch-size", type=int, default=256, help="training batch size")
+    parser.add_argument("--width", type=int, default=256, help="MLP width of every network (CPU-sized)")
+    parser.add_argument("--tasks", nargs="+", default=None, help="subset of mqe.sim.TASKS (default: all six)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from mqe import sim
+
+    args = parse_args(argv)
+    tasks = args.tasks or list(sim.TASKS)
+    unknown = [t for t in tasks if t not in sim.TASKS]
+    if unknown:
+        raise SystemExit(f"mqe-bench stitch: --tasks {unknown} not in mqe.sim.TASKS {list(sim.TASKS)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    data = generate(out, args.episodes, seed=0)
+    scale = np.array(data["action_scale"], np.float32)
+    results: dict[str, dict[str, list[tuple[int, int]]]] = {}
+    timings: dict[str, list[float]] = {}
+    for agent_name in args.agents:
+        results[agent_name] = {task: [] for task in tasks}
+        for seed in range(args.seeds):
+            agent, seconds = train(agent_name, seed, args, out)
+            timings.setdefault(agent_name, []).append(round(seconds, 1))
+            for task, trials in evaluate(agent, scale, tasks, args.trials, 1000, args.horizon).items():
+                results[agent_name][task] += trials
+            print(f"[{agent_name} seed {seed}] trained {args.steps} steps in {seconds:.0f} s", file=sys.stderr)
+    report = {"command": "mqe-bench stitch " + " ".join(argv if argv is not None else sys.argv[2:]),
+              "agents": args.agents, "seeds": args.seeds, "steps": args.steps, "trials": args.trials,
+              "horizon": args.horizon, "data": data, "train_seconds": timings,
+              "wall_seconds": round(time.perf_counter() - started, 1), "machine": machine_facts(),
+              "results": {a: {t: [list(x) for x in v] for t, v in r.items()} for a, r in results.items()}}
+    (out / "results.json").write_text(json.dumps(report, indent=1))
+    print(table(results, tasks))
+    print(f"\nseeds {args.seeds}, steps {args.steps}, {args.trials} trials/task/seed, horizon {args.horizon}, "
+          f"data {data['episodes']}, train s {timings}, wall {report['wall_seconds']} s, machine {report['machine']}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
