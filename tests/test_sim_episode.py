@@ -10,6 +10,8 @@ from mqe import sim
 from widowx_bridge.control import state_from_pose
 from widowx_bridge.sim_episode import run_episode
 
+from sim_subprocess import run_in_fresh_process
+
 
 def _reach_and_release(observation):
     """A fixed script: down 4 cm in two steps, close, then right 3 cm/step, then open."""
@@ -26,6 +28,10 @@ def _reach_and_release(observation):
 
 
 def test_episode_moves_the_arm_through_arm_controller_and_is_deterministic():
+    run_in_fresh_process(_episode_moves_the_arm_through_arm_controller_and_is_deterministic)
+
+
+def _episode_moves_the_arm_through_arm_controller_and_is_deterministic():
     world = sim.World()
     results = []
     for _ in range(2):
@@ -45,6 +51,10 @@ def test_episode_moves_the_arm_through_arm_controller_and_is_deterministic():
 
 
 def test_bad_actions_never_move_the_arm():
+    run_in_fresh_process(_bad_actions_never_move_the_arm)
+
+
+def _bad_actions_never_move_the_arm():
     world = sim.World()
 
     def nan_policy(observation):
@@ -57,6 +67,10 @@ def test_bad_actions_never_move_the_arm():
 
 
 def test_scripted_pick_and_place_expert_scores_through_the_runner():
+    run_in_fresh_process(_scripted_pick_and_place_expert_scores_through_the_runner)
+
+
+def _scripted_pick_and_place_expert_scores_through_the_runner():
     """The teleoperator-like expert (mqe.sim.expert) places the task's object on the plate, through
     ArmController, for most seeds; the runner's score counts it only after release."""
     from mqe.sim import scene

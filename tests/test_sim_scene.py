@@ -12,6 +12,8 @@ from mqe import sim
 from mqe.sim import scene
 from widowx_bridge.kinematics import forward_kinematics, get_model
 
+from sim_subprocess import run_in_fresh_process
+
 
 @pytest.fixture(scope="module")
 def world():
@@ -107,7 +109,12 @@ def test_scorer_moving_object_is_not_at_rest(world):
     assert points == 0 and details["targets"][0]["at_rest"] is False
 
 
-def test_frames_render_at_bridge_and_small_sizes(world):
+def test_frames_render_at_bridge_and_small_sizes():
+    run_in_fresh_process(_frames_render)
+
+
+def _frames_render():
+    world = sim.World()
     task = sim.make_task("double_pnp", 0, world)
     world.reset(task.start)
     frame = world.render(640, 480)

@@ -1,0 +1,180 @@
+"""`python -m mqe.sim.dataset`: scripted single-primitive episodes in the BridgeData V2 format.
+
+The primitive today is pick-and-place onto the plate (mqe.sim.expert.PickPlaceExpert) in the
+single_pnp layout of each seed. Each 5 Hz step records image_0 (256x256, the over-the-shoulder
+camera), the state (measured ee xyz, roll/pitch/yaw in Bridge's convention, gripper opening
+1 open .. 0 closed) and the action as Bridge records it: the commanded delta against the previous
+*target* (not the change of state) and the absolute gripper command. Actions are applied like the
+Bridge teleop stack does: integrated on the last target, clipped per step and to the workspace box
+(mqe.robot), then IK. A failed primitive (IK failure, object not on the plate, gripper not
+released) is discarded and counted, never written. Episodes go through the project's one writer,
+mqe.data.bridge.write_bridge_dataset. Episodes are recorded in a spawned worker process that never
+imports TensorFlow: TensorFlow and MuJoCo's EGL renderer segfault in one process, in either import
+order (measured here with tensorflow-cpu and mujoco 4.0).
+
+Privileged state (object poses [T, 4, 7], drawer opening [T]) goes to a sidecar beside the
+dataset, OUT/sim_privileged/<split>/<episode file_path>.npz, keyed by the episode's file_path:
+the TFDS records stay exactly the release's features, so the training pipeline cannot tell sim
+data from real; a `state` observation mode has to join on file_path.
+
+    python -m mqe.sim.dataset --out data/sim --episodes 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import concurrent.futures
+import multiprocessing
+
+import numpy as np
+
+from mqe import robot
+from mqe.sim import scene
+from mqe.sim.expert import PickPlaceExpert
+from mqe.sim.tasks import make_task, score
+from mqe.sim.world import World, pose_from_state, rotation_from_rpy, state_from_pose
+
+CONTROL_PERIOD = 0.2  # s, 5 Hz
+MAX_STEPS = 40
+
+
+class PrimitiveFailed(RuntimeError):
+    pass
+
+
+def gripper_state(world: World) -> float:
+    opening = world.finger_positions().mean()
+    return float(np.clip((opening - scene.FINGER_CLOSED) / (scene.FINGER_OPEN - scene.FINGER_CLOSED), 0.0, 1.0))
+
+
+def record_pick_place(world: World, seed: int, image_size: int = 256) -> dict:
+    """One pick-and-place episode's arrays; raises PrimitiveFailed when the primitive fails."""
+    task = make_task("single_pnp", seed, world)
+    obj = task.targets[0].object
+    world.reset(task.start)
+    expert = PickPlaceExpert(world, obj, task.start.plate_xy, scene.PLATE_TOP, np.random.default_rng([3, seed]))
+    target = pose_from_state(robot.START_POSE)
+    low, high = np.array(robot.WORKSPACE_LOW), np.array(robot.WORKSPACE_HIGH)
+    limits = np.array([robot.MAX_TRANSLATION_STEP] * 3 + [robot.MAX_ROTATION_STEP] * 3)
+    states, actions, images, privileged, drawer = [], [], [], [], []
+    for _ in range(MAX_STEPS):
+        state = np.concatenate([state_from_pose(world.ee_pose()), [gripper_state(world)]])
+        action = expert({"state": state})
+        delta = np.clip(action[:6], -limits, limits)
+        new_target = target.copy()
+        new_target[:3, 3] = np.clip(target[:3, 3] + delta[:3], low, high)
+        new_target[:3, :3] = rotation_from_rpy(*delta[3:6]) @ target[:3, :3]
+        joints = world.solve_ik(new_target, world.joint_targets())
+        if joints is None:
+            raise PrimitiveFailed("ik_failure")
+        recorded = np.concatenate([new_target[:3, 3] - target[:3, 3], delta[3:6], [action[6]]])
+        states.append(state)
+        actions.append(recorded)
+        images.append(world.render(image_size, image_size))
+        privileged.append(np.stack([world.object_poses()[n] for n in scene.OBJECTS]))
+        drawer.append(world.drawer_opening())
+        target = new_target
+        world.command_joints(joints, CONTROL_PERIOD)
+        world.command_gripper(1.0 if action[6] >= 0.5 else 0.0)
+        world.step(CONTROL_PERIOD)
+        if expert.done:
+            break
+    points, _, details = score(world, task)
+    if points < 1:
+        raise PrimitiveFailed("not_placed")
+    return {"states": np.array(states, np.float32), "actions": np.array(actions, np.float32),
+            "images": np.stack(images), "objects": np.array(privileged, np.float32),
+            "drawer": np.array(drawer, np.float32),
+            "instruction": f"put the {scene.OBJECT_WORDS[obj]} on the plate", "seed": seed}
+
+
+def _record_or_failure(seed: int, image_size: int):
+    """Worker-process entry: one episode's arrays, or the failure's name."""
+    global _WORKER_WORLD
+    if _WORKER_WORLD is None:
+        _WORKER_WORLD = World()
+    try:
+        return record_pick_place(_WORKER_WORLD, seed, image_size)
+    except PrimitiveFailed as failure:
+        return str(failure)
+
+
+_WORKER_WORLD = None
+
+
+def generate(out: str | Path, episodes: int, seed: int = 0, image_size: int = 256, overwrite: bool = False,
+             log=print) -> tuple[Path, dict]:
+    from mqe.data.bridge import make_episode, write_bridge_dataset
+
+    out = Path(out)
+    pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    failures: dict[str, int] = {}
+    stats = {"written": 0, "failures": failures}
+    start = time.perf_counter()
+
+    def episodes_of(split: str, count: int, first: int):
+        written, attempt = 0, first
+        while written < count:
+            recorded = pool.submit(_record_or_failure, seed * 1_000_000 + attempt, image_size).result()
+            if isinstance(recorded, str):
+                failures[recorded] = failures.get(recorded, 0) + 1
+                attempt += 1
+                continue
+            file_path = f"sim/pick_place/seed_{recorded['seed']}"
+            sidecar = out / "sim_privileged" / split / f"{file_path.replace('/', '_')}.npz"
+            sidecar.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(sidecar, objects=recorded["objects"], drawer=recorded["drawer"],
+                                object_names=np.array(scene.OBJECTS))
+            written += 1
+            attempt += 1
+            stats["written"] += 1
+            elapsed = time.perf_counter() - start
+            log(f"\r{stats['written']}/{episodes} episodes, {stats['written'] / elapsed:.2f} episodes/s, "
+                f"discarded {sum(failures.values())}", end="")
+            yield make_episode(recorded["states"], recorded["actions"], {"image_0": recorded["images"]},
+                               language_instruction=recorded["instruction"], file_path=file_path,
+                               episode_id=recorded["seed"])
+
+    val = max(1, episodes // 10)
+    # disjoint seed ranges per split, so a val episode never shares a layout with a train one
+    splits = {"train": episodes_of("train", episodes - val, 0), "val": episodes_of("val", val, 500_000)}
+    try:
+        path = write_bridge_dataset(out, splits,
+                                    image_size=image_size, overwrite=overwrite)
+    finally:
+        pool.shutdown()
+    stats["seconds"] = time.perf_counter() - start
+    log("")
+    return path, stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mqe-make-sim-dataset", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="TFDS data_dir; the dataset goes to OUT/bridge_dataset/1.0.0")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes written in total (train + val)")
+    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same dataset")
+    parser.add_argument("--image-size", type=int, default=256, help="image_0 size (the release: 256)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    args = parser.parse_args(argv)
+    if args.episodes < 2:
+        print("mqe-make-sim-dataset: --episodes must be >= 2 (train and val)", file=sys.stderr)
+        return 2
+    import tensorflow_datasets as tfds
+
+    tfds.disable_progress_bar()
+    try:
+        path, stats = generate(args.out, args.episodes, args.seed, args.image_size, args.overwrite)
+    except FileExistsError as error:
+        print(f"mqe-make-sim-dataset: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {stats['written']} episodes to {path} in {stats['seconds']:.1f} s "
+          f"({stats['written'] / stats['seconds']:.2f} episodes/s); discarded {stats['failures'] or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
