@@ -120,7 +120,9 @@ def test_default_protocols_and_plan_are_blinded():
     from pathlib import Path
 
     config = Path(__file__).resolve().parents[1] / "ros2_ws/src/mqe_policy/config"
-    sim = load_protocol(config / "eval_sim.yaml", sim_task_names=tuple(MAX_POINTS), check_files=False)
+    from mqe.sim import TASKS
+
+    sim = load_protocol(config / "eval_sim.yaml", sim_task_names=tuple(TASKS), check_files=False)
     robot = load_protocol(config / "eval_robot.yaml", check_files=False)
     for protocol in (sim, robot):
         assert {t.name: t.max_points for t in protocol.tasks} == MAX_POINTS

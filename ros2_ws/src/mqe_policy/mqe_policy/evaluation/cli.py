@@ -36,14 +36,14 @@ def _policy_parameters(words: list[str]) -> dict:
 
 
 def sim_goal(sim_task: str, seed: int, directory: Path) -> Path:
-    """The goal image of a simulated task instance, rendered by mqe.sim (make_task(name, seed).goal_image())."""
+    """The goal image of a simulated task instance: mqe.sim.render_goal_image(make_task(name, seed))."""
     import cv2
 
     try:
         from mqe import sim
     except ImportError as error:
         raise SystemExit(f"mqe-eval: target sim needs mqe.sim ({error})") from None
-    rgb = sim.make_task(sim_task, seed).goal_image()
+    rgb = sim.render_goal_image(sim.make_task(sim_task, seed))
     path = directory / f"goal_{sim_task}_{seed}.png"
     cv2.imwrite(str(path), rgb[..., ::-1])
     return path
