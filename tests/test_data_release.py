@@ -112,3 +112,19 @@ def test_skip_bad_is_a_command_line_flag(capsys):
 
 def test_every_camera_of_the_release_is_in_the_spec():
     assert CAMERAS == ("image_0", "image_1", "image_2", "image_3")
+
+
+def test_mqe_train_refuses_a_missing_camera_in_one_line_before_the_statistics_pass(release_like, tmp_path, monkeypatch):
+    # Before: every release episode was dropped as `no_camera` (has_image_* False) and mqe-train said so
+    # with a traceback, after the statistics pass had read every shard.
+    def full_pass(self):
+        raise AssertionError("the action-statistics pass ran before the camera was checked")
+
+    monkeypatch.setattr(BridgeLoader, "_compute_action_stats", full_pass)
+    argv = ["--data-dir", str(release_like), "--workdir", str(tmp_path / "run"), "--steps", "1", "--skip-bad",
+            "--set", "data.camera=image_2", f"data.stats_cache_dir={json.dumps(str(tmp_path / 'stats'))}"]
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli.main(argv)
+    message = str(exit_info.value.code)
+    assert "\n" not in message and message.startswith("mqe-train: ")
+    assert "camera image_2 is missing (all-black frames)" in message and "image_0 in 6" in message
