@@ -1,8 +1,10 @@
 """The BridgeData V2 release as it really is, written by the one writer and read by the real reader.
 
-Facts of the release (kpertsch/bridge_rlds_builder, bridge_dataset/bridge_dataset_dataset_builder.py,
-and rail-berkeley/bridge_data_v2 issue #40, which prints `has_image_0: [0] ... has_image_3: [0]` from
-real shards): has_image_0..3 is False in every episode (the builder tests a key against the list of
+Facts of the release (kpertsch/bridge_rlds_builder, bridge_dataset/bridge_dataset_dataset_builder.py at
+f0d16c5, the 256x256 release's builder: line 68 `has_{new_key} = orig_key in example['observations']`
+on the list of steps, line 41 zeros_like for a missing camera, lines 29/160 language_embedding
+float32[512], zeros without an instruction; and rail-berkeley/bridge_data_v2 issue #40, which prints
+`has_image_0: [0] ... has_image_3: [0]` from real shards): has_image_0..3 is False in every episode (the builder tests a key against the list of
 per-step dicts); a missing camera is stored as all-black frames; every step carries
 language_embedding float32[512]; some episodes have an empty language_instruction; each split has
 many shards named bridge_dataset-<split>.tfrecord-00000-of-NNNNN. Before this was reproduced the
