@@ -446,13 +446,18 @@ def train(config: dict, resume: str = "auto") -> Path:
     seed_everything(seed + rank)
 
     data_config = loader_config(config)
-    try:  # a dataset the loader refuses (not TFDS, camera missing, bad episode) is one line, not a traceback
+    # A dataset the loader refuses (not TFDS, camera missing, bad episode) is one line, not a traceback.
+    try:
         train_loader = BridgeLoader(data_config, data_config["train_split"], config["batch_size"], seed, rank, world_size)
-        val_loader = None
-        if rank == 0 and config["val_every"]:
-            val_loader = BridgeLoader(data_config, data_config["val_split"], config["batch_size"], seed + 1, 0, 1)
     except ValueError as error:
         raise SystemExit(f"mqe-train: {error}") from error
+    val_loader = None
+    if rank == 0 and config["val_every"]:
+        try:
+            val_loader = BridgeLoader(data_config, data_config["val_split"], config["batch_size"], seed + 1, 0, 1)
+        except ValueError as error:
+            train_loader.close()  # its reader threads would keep the process alive
+            raise SystemExit(f"mqe-train: {error}") from error
     observation_spec = ("image", int(train_loader.image_size))
     agent = make_agent(config["agent_name"], config["agent"], observation_spec, contract.ACTION_DIM)
     meta = {
