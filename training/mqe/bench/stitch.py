@@ -192,7 +192,12 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    data = generate(out, args.episodes, seed=0)
+    data_file = out / "data.json"
+    if data_file.exists() and json.loads(data_file.read_text())["requested"] == args.episodes:
+        data = json.loads(data_file.read_text())  # the same dataset (generation is deterministic): reuse it
+    else:
+        data = {**generate(out, args.episodes, seed=0), "requested": args.episodes}
+        data_file.write_text(json.dumps(data))
     scale = np.array(data["action_scale"], np.float32)
     results: dict[str, dict[str, list[tuple[int, int]]]] = {}
     timings: dict[str, list[float]] = {}
@@ -204,6 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
             for task, trials in evaluate(agent, scale, tasks, args.trials, 1000, args.horizon).items():
                 results[agent_name][task] += trials
             print(f"[{agent_name} seed {seed}] trained {args.steps} steps in {seconds:.0f} s", file=sys.stderr)
+            print(table(results, tasks), file=sys.stderr, flush=True)  # partial table: a killed run still shows it
     report = {"command": "mqe-bench stitch " + " ".join(argv if argv is not None else sys.argv[2:]),
               "agents": args.agents, "seeds": args.seeds, "steps": args.steps, "trials": args.trials,
               "horizon": args.horizon, "data": data, "train_seconds": timings,
