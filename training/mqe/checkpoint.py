@@ -20,16 +20,15 @@ leaves either the previous checkpoint or the new one, never half a file.
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+
+from mqe.files import atomic_write_bytes
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{9})\.pt$")
@@ -49,45 +48,6 @@ def list_checkpoints(workdir: str | Path) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted((p for p in directory.iterdir() if _NAME.match(p.name)), key=lambda p: int(_NAME.match(p.name)[1]))
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; not supported on every platform/filesystem.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | Path, write: Any) -> Path:
-    """Call `write(file_object)` on a temp file beside `path`, fsync it, then os.replace it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-    return path
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:

@@ -44,7 +44,8 @@ from torch import nn
 
 from mqe import contract
 from mqe.agents.base import Agent
-from mqe.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, load_latest_checkpoint
+from mqe.checkpoint import CheckpointError, load_checkpoint, load_latest_checkpoint
+from mqe.files import atomic_write_bytes
 from mqe.config import to_json
 
 ONNX_OPSET = 18  # opset of the exported graphs (>= 17 for LayerNormalization)

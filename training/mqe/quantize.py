@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 
 from mqe import contract
-from mqe.checkpoint import atomic_write_bytes
+from mqe.files import atomic_write_bytes
 
 ACCURACY_REPORT_FILE = "int8_accuracy.json"
 CALIBRATION_BATCH = 8  # images per calibration run (the graphs' batch axis is dynamic)

@@ -59,6 +59,7 @@ from torch import nn
 from mqe import checkpoint as ckpt
 from mqe import config as config_lib
 from mqe import contract
+from mqe.files import atomic_write_bytes
 
 
 class BatchSource(Protocol):
@@ -475,7 +476,7 @@ def train(config: dict, resume: str = "auto") -> Path:
         "world_size": world_size,
     }
     if rank == 0:
-        ckpt.atomic_write_bytes(workdir / "config.json", lambda f: f.write(json.dumps(config, indent=2, default=str).encode()))
+        atomic_write_bytes(workdir / "config.json", lambda f: f.write(json.dumps(config, indent=2, default=str).encode()))
 
     def augment(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         return augment_batch(batch, config["augment"], generator)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mqe.checkpoint import atomic_write_bytes
+from mqe.files import atomic_write_bytes
 from mqe.bench.machine import machine_facts
 from mqe.ogbench.collect import DATA_DIR_ENV, DEFAULT_DATA_DIR, default_recipe, ensure_dataset, make_env
 from mqe.ogbench.maze import Maze

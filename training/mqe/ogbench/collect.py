@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from mqe.checkpoint import atomic_write_bytes
+from mqe.files import atomic_write_bytes
 from mqe.ogbench.maze import Maze
 
 DATA_DIR_ENV = "MQE_DATA_DIR"

@@ -3,8 +3,7 @@
 Each record is one line. `append` writes the old bytes plus the new line to a temporary file beside
 the results, fsyncs it and renames it over the old one (POSIX rename is atomic), so a kill or a power
 loss at any instant leaves either the file before or the file after the record - never half a line.
-(mqe.checkpoint.atomic_write_bytes does the same, but that module imports torch, which the robot PC's
-base install does not have.) A line that does not parse was damaged outside this tool: loading stops
+(mqe.files.atomic_write_bytes, the project's one atomic writer, torch-free.) A line that does not parse was damaged outside this tool: loading stops
 with the file and line, and nothing is rewritten.
 
 Records ("record" field):
@@ -18,43 +17,15 @@ Records ("record" field):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from mqe.files import atomic_write_bytes
 
 RECORD_KINDS = ("session", "started", "run", "abandoned", "preference")
 
 
 class ResultsError(ValueError):
     """A results file that cannot be read or does not belong to the protocol; names file and line."""
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_replace(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
 
 
 def read_records(path: str | Path) -> list[dict]:
@@ -94,7 +65,7 @@ class ResultsFile:
         line = json.dumps(record, sort_keys=True, allow_nan=False).encode() + b"\n"
         old = self.path.read_bytes() if self.path.exists() else b""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_replace(self.path, old + line)
+        atomic_write_bytes(self.path, lambda handle: handle.write(old + line))
         self.records.append(dict(record, _line=len(self.records) + 1))
         return record
 
