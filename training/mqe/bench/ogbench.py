@@ -236,8 +236,6 @@ def evaluate_checkpoints(workdirs: list[Path], args) -> list[dict]:
     and evaluation seed `--first-seed` (a larger, independent evaluation than the one during training)."""
     import torch
 
-    from mqe.agents import make_agent
-    from mqe.checkpoint import load_latest_checkpoint
     from mqe.ogbench.evaluate import Evaluator, agent_policy
 
     evaluator = Evaluator(default_recipe(args.env).env_name, args.eval_episodes, seed=args.first_seed,
@@ -246,14 +244,8 @@ def evaluate_checkpoints(workdirs: list[Path], args) -> list[dict]:
     print(f"| run | agent | step | success % ({args.eval_episodes} x 5 episodes, eval seed {args.first_seed}) | per task % |")
     print("|---|---|---|---|---|")
     for workdir in workdirs:
-        found = load_latest_checkpoint(workdir)
-        if found is None:
-            raise SystemExit(f"{workdir}: no checkpoint (expected a run directory of mqe-bench ogbench)")
-        _, state = found
+        agent, state = load_finished_agent(workdir)
         meta = state["meta"]
-        agent = make_agent(meta["agent_name"], meta["agent_config"], tuple(meta["observation_spec"]), meta["action_dim"])
-        agent.load_state_dict(state["agent"])
-        agent.eval()
         with torch.no_grad():
             result = evaluator.evaluate(agent_policy(agent))
         by_task = ", ".join(f"{100 * value:.0f}" for _, value in sorted(result.success_by_task.items()))
@@ -263,11 +255,25 @@ def evaluate_checkpoints(workdirs: list[Path], args) -> list[dict]:
     return rows
 
 
+def load_finished_agent(workdir: Path):
+    """(agent in eval mode, checkpoint state) of a finished mqe-bench ogbench run directory."""
+    from mqe.agents import make_agent
+    from mqe.checkpoint import load_latest_checkpoint
+
+    found = load_latest_checkpoint(workdir)
+    if found is None:
+        raise SystemExit(f"{workdir}: no checkpoint (expected a run directory of mqe-bench ogbench)")
+    _, state = found
+    meta = state["meta"]
+    agent = make_agent(meta["agent_name"], meta["agent_config"], tuple(meta["observation_spec"]), meta["action_dim"])
+    agent.load_state_dict(state["agent"])
+    agent.eval()
+    return agent, state
+
+
 def diagnose_checkpoints(workdirs: list[Path], args) -> list[dict]:
     """`--diagnose`: for finished runs of quasimetric agents, the Spearman of d vs BFS distance
     (2000 validation-state pairs) and d along the noiseless expert's path of every evaluation task."""
-    from mqe.agents import make_agent
-    from mqe.checkpoint import load_latest_checkpoint
     from mqe.ogbench.collect import dataset_paths
     from mqe.ogbench.dataset import load_npz
     from mqe.ogbench.diagnostics import distance_rank_correlation, expert_path_distances
@@ -280,14 +286,8 @@ def diagnose_checkpoints(workdirs: list[Path], args) -> list[dict]:
     print("| run | step | Spearman d vs BFS | task | expert steps | Spearman d vs steps-to-go | d start | d end | d falls on % of steps |")
     print("|---|---|---|---|---|---|---|---|---|")
     for workdir in workdirs:
-        found = load_latest_checkpoint(workdir)
-        if found is None:
-            raise SystemExit(f"{workdir}: no checkpoint (expected a run directory of mqe-bench ogbench)")
-        _, state = found
+        agent, state = load_finished_agent(workdir)
         meta = state["meta"]
-        agent = make_agent(meta["agent_name"], meta["agent_config"], tuple(meta["observation_spec"]), meta["action_dim"])
-        agent.load_state_dict(state["agent"])
-        agent.eval()
         if not agent.has_distance:
             raise SystemExit(f"{workdir}: agent {meta['agent_name']} has no distance to diagnose")
         bfs = distance_rank_correlation(agent, maze, states, np.random.default_rng(args.first_seed), SPEARMAN_PAIRS)
