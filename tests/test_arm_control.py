@@ -10,9 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from widowx_bridge.backends.sim import SimArmBackend
-from widowx_bridge.control import (
-    ArmController, ArmState, ControlConfig, pose_from_state, rotation_from_rpy, rpy_from_rotation, state_from_pose,
-)
+from mqe.robot import pose_from_state, rotation_from_rpy, rpy_from_rotation, state_from_pose
+from widowx_bridge.control import ArmController, ArmState, ControlConfig
 from widowx_bridge.kinematics import forward_kinematics
 
 STEP = 0.2  # s between actions, the 5 Hz policy rate

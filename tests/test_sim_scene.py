@@ -127,7 +127,7 @@ def _frames_render():
 
 def test_friction_grasp_holds_while_the_arm_moves(world):
     """Grasp the cube by friction, lift, move through four poses for 2 s: slip in the gripper <= 5 mm."""
-    from mqe.sim.world import pose_from_state
+    from mqe.robot import pose_from_state
 
     task = sim.make_task("single_pnp", 0, world)
     world.reset(task.start)

@@ -33,7 +33,7 @@ AGENTS = ("mqe", "gcbc", "gciql", "tra")
 def state_vector(world) -> np.ndarray:
     from mqe.sim import scene
     from mqe.sim.dataset import gripper_state
-    from mqe.sim.world import state_from_pose
+    from mqe.robot import state_from_pose
 
     poses = world.object_poses()
     return np.concatenate([state_from_pose(world.ee_pose()), [gripper_state(world)],

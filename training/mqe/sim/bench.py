@@ -15,7 +15,8 @@ import time
 import numpy as np
 
 from mqe.sim.tasks import make_task
-from mqe.sim.world import World, pose_from_state
+from mqe.robot import pose_from_state
+from mqe.sim.world import World
 
 CONTROL_PERIOD = 0.2  # s, 5 Hz
 CAMERA_PERIOD = 1.0 / 30.0  # s

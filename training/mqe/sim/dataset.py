@@ -36,7 +36,8 @@ from mqe import robot
 from mqe.sim import scene
 from mqe.sim.expert import PickPlaceExpert
 from mqe.sim.tasks import make_task, score
-from mqe.sim.world import World, pose_from_state, rotation_from_rpy, state_from_pose
+from mqe.robot import pose_from_state, rotation_from_rpy, state_from_pose
+from mqe.sim.world import World
 
 CONTROL_PERIOD = 0.2  # s, 5 Hz
 MAX_STEPS = 40

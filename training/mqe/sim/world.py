@@ -226,7 +226,7 @@ class World:
 
     def start_pose_joints(self) -> np.ndarray:
         """Joints of mqe.robot.START_POSE (the arm's reset pose), from a fixed elbow-up seed."""
-        return self.solve_ik(pose_from_state(robot.START_POSE), np.array([0.0, -0.3, 0.5, 0.0, 1.3, 0.0]))
+        return self.solve_ik(robot.pose_from_state(robot.START_POSE), np.array([0.0, -0.3, 0.5, 0.0, 1.3, 0.0]))
 
     # -- rendering ---------------------------------------------------------------------------
     def render(self, width: int = scene.CAMERA_WIDTH, height: int = scene.CAMERA_HEIGHT,
@@ -243,28 +243,3 @@ class World:
         for renderer in self._renderers.values():
             renderer.close()
         self._renderers.clear()
-
-
-def rotation_from_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """R = Rz(yaw) Ry(pitch) Rx(roll), the Bridge state's convention (see widowx_bridge.control)."""
-    cr, sr, cp, sp, cy, sy = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
-    return np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-                     [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-                     [-sp, cp * sr, cp * cr]])
-
-
-def rpy_from_rotation(rotation: np.ndarray) -> np.ndarray:
-    pitch = np.arcsin(np.clip(-rotation[2, 0], -1.0, 1.0))
-    return np.array([np.arctan2(rotation[2, 1], rotation[2, 2]), pitch, np.arctan2(rotation[1, 0], rotation[0, 0])])
-
-
-def pose_from_state(state) -> np.ndarray:
-    """Bridge state (x, y, z, roll, pitch, yaw) -> 4x4 ee_gripper pose (R(rpy) @ NEUTRAL_ROTATION)."""
-    pose = np.eye(4)
-    pose[:3, :3] = rotation_from_rpy(*state[3:6]) @ robot.NEUTRAL_ROTATION
-    pose[:3, 3] = state[:3]
-    return pose
-
-
-def state_from_pose(pose: np.ndarray) -> np.ndarray:
-    return np.concatenate([pose[:3, 3], rpy_from_rotation(pose[:3, :3] @ robot.NEUTRAL_ROTATION.T)])

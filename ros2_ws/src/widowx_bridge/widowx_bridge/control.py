@@ -44,6 +44,7 @@ from typing import Sequence
 import numpy as np
 
 from mqe import robot
+from mqe.robot import pose_from_state, rotation_from_rpy, state_from_pose
 from mqe.contract import ACTION_DIM, GRIPPER_INDEX
 
 from widowx_bridge.backends.base import ArmBackend
@@ -80,35 +81,6 @@ class ControlConfig:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
         if self.min_action_interval < 0 or not 0.0 < self.gripper_threshold < 1.0:
             raise ValueError("min_action_interval must be >= 0 and gripper_threshold in (0, 1)")
-
-
-def rotation_from_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """R = Rz(yaw) @ Ry(pitch) @ Rx(roll)."""
-    cr, sr, cp, sp, cy, sy = math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch), math.cos(yaw), math.sin(yaw)
-    return np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-                     [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-                     [-sp, cp * sr, cp * cr]])
-
-
-def rpy_from_rotation(rotation: np.ndarray) -> tuple[float, float, float]:
-    """Inverse of rotation_from_rpy, pitch in [-pi/2, pi/2]."""
-    pitch = math.asin(float(np.clip(-rotation[2, 0], -1.0, 1.0)))
-    roll = math.atan2(rotation[2, 1], rotation[2, 2])
-    yaw = math.atan2(rotation[1, 0], rotation[0, 0])
-    return roll, pitch, yaw
-
-
-def pose_from_state(state: Sequence[float]) -> np.ndarray:
-    """Bridge state (x, y, z, roll, pitch, yaw) -> 4x4 ee_gripper_link pose in the base frame."""
-    pose = np.eye(4)
-    pose[:3, :3] = rotation_from_rpy(*state[3:6]) @ NEUTRAL_ROTATION
-    pose[:3, 3] = state[:3]
-    return pose
-
-
-def state_from_pose(pose: np.ndarray) -> np.ndarray:
-    """4x4 ee_gripper_link pose -> Bridge state (x, y, z, roll, pitch, yaw)."""
-    return np.concatenate([pose[:3, 3], rpy_from_rotation(pose[:3, :3] @ NEUTRAL_ROTATION.T)])
 
 
 class ArmState(enum.Enum):
