@@ -35,7 +35,10 @@ from mqe_policy.evaluation.session import plan
 from test_policy_artifacts import copy_export
 from test_system import CameraProcess, wait_for, write_goal, write_replay_folder
 
-pytestmark = pytest.mark.flaky(reruns=1)
+# Real processes over DDS on 2 cores: the test's own observer joins each new policy process over
+# discovery and, in a loaded full run, has missed a whole 8-action run (seen in 2 of 5 full runs,
+# never alone); re-run up to twice like the other DDS timing tests (test_system.py).
+pytestmark = pytest.mark.flaky(reruns=2)
 
 POINTS = {"MQE": [2, 1], "GCBC": [0, 1]}  # per method, trial 0 and 1 of double_pnp (max 2)
 
