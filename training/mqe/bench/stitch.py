@@ -136,7 +136,8 @@ def evaluate(agent, scale: np.ndarray, tasks, trials: int, first_trial: int, hor
                     action = agent.act(torch.from_numpy(state_vector(world)[None]), goal)[0].numpy()
                 return (np.clip(action, -1.0, 1.0) * scale).astype(np.float64)
 
-            result = run_episode(task_name, trial, policy, steps=horizon, image_size=16, world=world)
+            steps = horizon * sim.make_task(task_name, trial, world).max_points
+            result = run_episode(task_name, trial, policy, steps=steps, image_size=16, world=world)
             results[task_name].append((result.points, result.max_points))
     world.close()
     return results
@@ -174,7 +175,7 @@ def parse_args(argv):
     parser.add_argument("--steps", type=int, default=2000, help="optimizer steps per agent")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per agent")
     parser.add_argument("--trials", type=int, default=3, help="evaluation trials (task seeds) per task, agent and seed")
-    parser.add_argument("--horizon", type=int, default=60, help="5 Hz policy steps per trial")
+    parser.add_argument("--horizon", type=int, default=60, help="5 Hz policy steps per trial and point of the task (single_pnp: 1 x, quadruple_pnp: 4 x)")
     parser.add_argument("--batch-size", type=int, default=256, help="training batch size")
     parser.add_argument("--width", type=int, default=256, help="MLP width of every network (CPU-sized)")
     parser.add_argument("--tasks", nargs="+", default=None, help="subset of mqe.sim.TASKS (default: all six)")

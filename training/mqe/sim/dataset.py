@@ -35,12 +35,13 @@ import numpy as np
 from mqe import robot
 from mqe.sim import scene
 from mqe.sim.expert import PickPlaceExpert
-from mqe.sim.tasks import make_task, score
+from mqe.sim.tasks import PLATE_SLOTS, make_task, score, with_objects_on_plate
 from mqe.robot import pose_from_state, rotation_from_rpy, state_from_pose
 from mqe.sim.world import World
 
 CONTROL_PERIOD = 0.2  # s, 5 Hz
-MAX_STEPS = 40
+MAX_STEPS = 60
+PRE_PLACED_PROBABILITIES = (0.4, 0.3, 0.3)  # 0, 1 or 2 other objects already on the plate
 
 
 class PrimitiveFailed(RuntimeError):
@@ -52,12 +53,27 @@ def gripper_state(world: World) -> float:
     return float(np.clip((opening - scene.FINGER_CLOSED) / (scene.FINGER_OPEN - scene.FINGER_CLOSED), 0.0, 1.0))
 
 
-def record_pick_place(world: World, seed: int, image_size: int = 256) -> dict:
-    """One pick-and-place episode's arrays; raises PrimitiveFailed when the primitive fails."""
+def pick_place_start(world: World, seed: int):
+    """The seed's single_pnp task, its start state with 0-2 other objects already on the plate
+    (PRE_PLACED_PROBABILITIES) and the plate spot the object goes to: one primitive, from the varied
+    scenes a lab's data shows (Bridge's scenes are not reset to one layout between demonstrations)."""
     task = make_task("single_pnp", seed, world)
     obj = task.targets[0].object
-    world.reset(task.start)
-    expert = PickPlaceExpert(world, obj, task.start.plate_xy, scene.PLATE_TOP, np.random.default_rng([3, seed]))
+    rng = np.random.default_rng([5, seed])
+    count = int(rng.choice(len(PRE_PLACED_PROBABILITIES), p=PRE_PLACED_PROBABILITIES))
+    others = [o for o in scene.OBJECTS if o != obj]
+    chosen = [others[i] for i in rng.permutation(len(others))[:count]]
+    slots = rng.permutation(len(PLATE_SLOTS))
+    start = with_objects_on_plate(world, task.start, dict(zip(chosen, slots.tolist())), rng) if chosen else task.start
+    target_xy = task.start.plate_xy + (np.array(PLATE_SLOTS[slots[count]]) if count else 0.0)
+    return task, start, obj, target_xy
+
+
+def record_pick_place(world: World, seed: int, image_size: int = 256) -> dict:
+    """One pick-and-place episode's arrays; raises PrimitiveFailed when the primitive fails."""
+    task, start, obj, target_xy = pick_place_start(world, seed)
+    world.reset(start)
+    expert = PickPlaceExpert(world, obj, target_xy, scene.PLATE_TOP, np.random.default_rng([3, seed]))
     target = pose_from_state(robot.START_POSE)
     low, high = np.array(robot.WORKSPACE_LOW), np.array(robot.WORKSPACE_HIGH)
     limits = np.array([robot.MAX_TRANSLATION_STEP] * 3 + [robot.MAX_ROTATION_STEP] * 3)

@@ -3,7 +3,7 @@
 It reads the privileged world state (object poses) and moves through waypoints with clipped steps
 (<= 3 cm, 0.2 rad per 5 Hz step), Gaussian action noise (1.5 mm, 0.01 rad) and per-episode
 varied approach height (6-10 cm above) and grasp depth (+-4 mm), like a person with a VR
-controller. Gripper commands are absolute (1 open, 0 closed) and held for a few steps to let the
+controller. It ends back at the start pose (mqe.robot.START_POSE), where goal images show the arm. Gripper commands are absolute (1 open, 0 closed) and held for a few steps to let the
 fingers close or open.
 """
 
@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from mqe import robot
 from mqe.sim import scene
 from mqe.sim.world import World
 
 STEP = 0.03  # m per step toward a waypoint
 ROTATION_STEP = 0.2  # rad per step
 REACHED = 0.006  # m
+PHASES = 9  # waypoints of PickPlaceExpert._plan
 
 
 def _yaw_for(name: str, pose: np.ndarray) -> float:
@@ -55,11 +57,13 @@ class PickPlaceExpert:
             ((*self.target_xy, place_z), 0.0, 0.0, 0),
             (None, 0.0, 1.0, 3),
             ((*self.target_xy, carry), 0.0, 1.0, 0),
+            # back to the start pose: every episode ends where the next begins and where goal images show the arm
+            (tuple(robot.START_POSE[:3]), 0.0, 1.0, 0),
         ]
 
     @property
     def done(self) -> bool:
-        return self.phase >= 8
+        return self.phase >= PHASES
 
     def __call__(self, observation: dict) -> np.ndarray:
         state = observation["state"]

@@ -102,6 +102,16 @@ def _settle(world: World, state: SceneState) -> SceneState:
     return settled
 
 
+def with_objects_on_plate(world: World, state: SceneState, placements: dict[str, int],
+                          rng: np.random.Generator) -> SceneState:
+    """`state` with each named object standing on PLATE_SLOTS[slot] of the plate, settled by physics."""
+    placed = state.copy()
+    for name, slot in placements.items():
+        xy = state.plate_xy + np.array(PLATE_SLOTS[slot])
+        placed.objects[name] = _upright(xy, name, float(rng.uniform(-0.6, 0.6)), scene.PLATE_TOP)
+    return _settle(world, placed)
+
+
 def random_layout(seed: int, world: World) -> SceneState:
     """The seed's start state: every object on the table, plate and cabinet placed, drawer closed."""
     rng = np.random.default_rng([9, seed])
