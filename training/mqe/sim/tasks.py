@@ -29,8 +29,10 @@ REST_SPEED = 0.02  # m/s: an object moving faster is not at rest
 GRIPPER_OPEN_FOR_SCORE = 0.5  # the gripper command must be at least this (open) to count a placement
 DRAWER_OPEN_ENOUGH = 0.07  # m: wider than every object (<= 5 cm) plus a margin
 DRAWER_GOAL_OPENING = 0.10  # m, the goal state's drawer
+DRAWER_CLOSED = 0.01  # m: a drawer opened less than this counts as closed
 # Where objects sit on the plate in goal states (offsets from its centre, m): up to four.
 PLATE_SLOTS = ((-0.03, -0.03), (0.03, 0.03), (-0.03, 0.03), (0.03, -0.03))
+LAYOUT_ATTEMPTS = 20000  # rejection-sampling draws; about 1 seed in 400 needs more than 1000
 SETTLE_TIME = 0.6  # s of physics after placing objects by hand (start and goal states)
 
 # Spawn region for objects and the plate (m, base frame); the cabinet stands at the right back.
@@ -74,7 +76,7 @@ class TaskInstance:
 
 def _sample_points(rng: np.random.Generator, count: int, cabinet_xy: np.ndarray) -> list[np.ndarray]:
     """`count` object positions and the plate (last), spread apart and clear of the cabinet."""
-    for _ in range(1000):
+    for _ in range(LAYOUT_ATTEMPTS):
         points = [rng.uniform(SPAWN_LOW, SPAWN_HIGH) for _ in range(count + 1)]
         plate = points[-1]
         cabinet_low = cabinet_xy - np.array(scene.CABINET_HALF[:2]) - 0.05
@@ -146,7 +148,7 @@ def make_task(name: str, seed: int, world: World | None = None) -> TaskInstance:
         targets = (Target("drawer", "opened"),)
         instruction = "open the drawer"
         if name == "open_drawer_and_place":
-            goal.objects["mushroom"] = _upright(_drawer_opening_centre(goal), "mushroom", 0.0, scene.DRAWER_FLOOR)
+            goal.objects["mushroom"] = _upright(drawer_opening_centre(goal), "mushroom", 0.0, scene.DRAWER_FLOOR)
             targets += (Target("mushroom", "drawer"),)
             instruction = "open the drawer and put the mushroom in it"
     return TaskInstance(name, seed, _settle(world, start), _settle(world, goal), targets, instruction)
@@ -158,7 +160,7 @@ def _drawer_centre(state: SceneState) -> np.ndarray:
     return state.cabinet_xy + np.array([-scene.CABINET_HALF[0] + lx / 2 + 0.006 - state.drawer, 0.0])
 
 
-def _drawer_opening_centre(state: SceneState) -> np.ndarray:
+def drawer_opening_centre(state: SceneState) -> np.ndarray:
     """Centre of the part of the drawer box that is out of the cabinet (where an object is dropped)."""
     lx = scene.DRAWER_INNER[0]
     front_inner = _drawer_centre(state)[0] - lx / 2
@@ -177,29 +179,23 @@ def _shared_world() -> World:
 
 def score(world: World, task: TaskInstance) -> tuple[int, int, dict]:
     """(points, max_points, details) of the world now, by the rubric (see the module docstring)."""
-    released = world.gripper_command >= GRIPPER_OPEN_FOR_SCORE
-    details: dict = {"gripper_open": bool(released), "targets": []}
+    details: dict = {"gripper_open": gripper_released(world), "targets": []}
     points = 0
     for target in task.targets:
         entry: dict = {"object": target.object, "region": target.region}
         if target.region == "opened":
-            opening = world.drawer_opening()
-            entry.update(opening_m=round(opening, 4), pulled_off=bool(opening > scene.DRAWER_RAIL_LENGTH),
-                         opened_enough=bool(opening >= DRAWER_OPEN_ENOUGH))
+            entry.update(drawer_opened(world))
             ok = entry["opened_enough"] and not entry["pulled_off"]
         else:
             pose = world.object_poses()[target.object]
-            speed = world.object_speed(target.object)
-            touching = world.touching_gripper(target.object)
-            entry.update(position=[round(float(v), 4) for v in pose[:3]], at_rest=bool(speed < REST_SPEED),
-                         released=bool(released and not touching))
+            entry.update(released_at_rest(world, target.object))
             if target.region == "plate":
                 radius = float(np.linalg.norm(pose[:2] - world.plate_xy()))
                 entry.update(plate_distance_m=round(radius, 4),
                              on_plate=bool(radius <= scene.PLATE_RADIUS and world.resting_on(target.object, "plate")))
                 in_region = entry["on_plate"]
             else:
-                entry.update(in_drawer=bool(_in_drawer(world, pose)))
+                entry.update(in_drawer=in_drawer(world, pose))
                 in_region = entry["in_drawer"]
             ok = in_region and entry["at_rest"] and entry["released"]
         entry["point"] = int(ok)
@@ -208,7 +204,28 @@ def score(world: World, task: TaskInstance) -> tuple[int, int, dict]:
     return points, task.max_points, details
 
 
-def _in_drawer(world: World, pose: np.ndarray) -> bool:
+def gripper_released(world: World) -> bool:
+    """Whether the gripper is commanded open enough for a placement to count."""
+    return bool(world.gripper_command >= GRIPPER_OPEN_FOR_SCORE)
+
+
+def released_at_rest(world: World, name: str) -> dict:
+    """The rubric's release and rest tests for object `name`: position, at_rest, released."""
+    pose = world.object_poses()[name]
+    return {"position": [round(float(v), 4) for v in pose[:3]],
+            "at_rest": bool(world.object_speed(name) < REST_SPEED),
+            "released": bool(gripper_released(world) and not world.touching_gripper(name))}
+
+
+def drawer_opened(world: World) -> dict:
+    """The rubric's drawer tests: opening_m, pulled_off (past the rails), opened_enough."""
+    opening = world.drawer_opening()
+    return {"opening_m": round(opening, 4), "pulled_off": bool(opening > scene.DRAWER_RAIL_LENGTH),
+            "opened_enough": bool(opening >= DRAWER_OPEN_ENOUGH)}
+
+
+def in_drawer(world: World, pose: np.ndarray) -> bool:
+    """Whether an object at `pose` has its centre inside the drawer box (as it is now), below its wall top."""
     lx, ly, lz = scene.DRAWER_INNER
     centre = world.drawer_inside_xy()
     inside_xy = abs(pose[0] - centre[0]) <= lx / 2 and abs(pose[1] - centre[1]) <= ly / 2
