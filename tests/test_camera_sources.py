@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from widowx_bridge.camera_sources import (
-    BadFrame, CameraSourceError, Pacer, RealSenseSource, ReplaySource, SimSource, UsbSource, make_source,
+    BadFrame, CameraSourceError, Pacer, RealSenseSource, ReplaySource, SyntheticSource, UsbSource, make_source,
 )
 
 COLOURS_RGB = [(250, 10, 10), (10, 250, 10), (10, 10, 250)]
@@ -303,7 +303,7 @@ def test_realsense_without_the_sdk_is_a_clear_error(monkeypatch):
 
 def test_sim_source_renders_the_arm_state():
     state = {"xyz": np.array([0.3, 0.0, 0.15]), "gripper": 1.0}
-    source = SimSource(lambda: (state["xyz"], state["gripper"]), rate_hz=200.0, image_size=96)
+    source = SyntheticSource(lambda: (state["xyz"], state["gripper"]), rate_hz=200.0, image_size=96)
     source.open()
     first = source.read()
     assert first.shape == (96, 96, 3) and first.dtype == np.uint8

@@ -173,6 +173,7 @@ def test_every_installed_entry_point_starts_and_stops_cleanly(install_space, tmp
     runs = {  # executable -> (arguments, the line that says it is up)
         "camera_node": (["--ros-args", "-p", "source:=replay", "-p", f"replay_path:={replay}"], "camera ready"),
         "arm_node": (["--ros-args", "-p", "backend:=sim"], "arm ready"),
+        "sim_tabletop": (["--ros-args", "-p", "camera_width:=160", "-p", "camera_height:=120"], "simulated tabletop: task"),
         "policy_node": (["--ros-args", "-p", f"model:={model}", "-p", f"goal:={goal}", "-p", "threads:=1"], "Hz, running"),
         "mqe-run": ([f"goal:={goal}", f"model:={model}", "use_sim:=true", "camera:=replay", f"camera_path:={replay}",
                      "--ros-args", "--log-level", "info"], "Ctrl-C stops"),

@@ -18,6 +18,7 @@ humble branches of ros2/launch and ros2/launch_ros:
 from __future__ import annotations
 
 import ast
+import re
 import importlib
 import subprocess
 import sys
@@ -236,8 +237,10 @@ def test_required_arguments_and_defaults():
 
 @pytest.mark.parametrize("values", ARGUMENT_SETS)
 def test_every_described_node_exists_as_an_entry_point_and_a_node_class(values):
-    descriptions = system.describe_nodes(system.resolve_arguments(values))
-    assert [d.executable for d in descriptions] == ["camera_node", "arm_node", "policy_node"]
+    arguments = system.resolve_arguments(values)
+    descriptions = system.describe_nodes(arguments)
+    hardware = ["sim_tabletop"] if arguments["camera"] == "sim" else ["camera_node", "arm_node"]
+    assert [d.executable for d in descriptions] == hardware + ["policy_node"]
     for description in descriptions:
         module_name, class_name = description.node_class.split(":")
         assert console_scripts(description.package)[description.executable] == f"{module_name}:main"
@@ -259,8 +262,28 @@ def test_arguments_become_node_parameters():
     camera, arm, policy = system.describe_nodes(system.resolve_arguments(ARGUMENT_SETS[0]))
     assert camera.parameters["source"] == "realsense" and arm.parameters["backend"] == "interbotix"
     assert policy.parameters["reject_identical_frames"] is True
-    camera, _, policy = system.describe_nodes(system.resolve_arguments(ARGUMENT_SETS[1]))
-    assert camera.parameters["source"] == "sim" and policy.parameters["reject_identical_frames"] is False
+    tabletop, policy = system.describe_nodes(system.resolve_arguments(ARGUMENT_SETS[1]))
+    assert tabletop.node_class == "widowx_bridge.tabletop:TabletopNode" and tabletop.name == "widowx_arm"
+    assert tabletop.parameters == {"backend": "sim", "robot_model": "wx250s", "sim_task": "single_pnp", "sim_seed": 0,
+                                   "camera_rate_hz": 10.0}
+    assert policy.parameters["reject_identical_frames"] is False
+
+
+def test_a_sim_goal_name_chooses_the_tabletop_scene_and_bad_sim_arguments_are_refused():
+    tabletop, _ = system.describe_nodes(system.resolve_arguments({"goal": "sim_double_pnp_seed7.png", "use_sim": "true"}))
+    assert (tabletop.parameters["sim_task"], tabletop.parameters["sim_seed"]) == ("double_pnp", 7)
+    tabletop, _ = system.describe_nodes(system.resolve_arguments(
+        {"goal": "sim_double_pnp_seed7.png", "use_sim": "true", "sim_task": "open_drawer", "sim_seed": "2"}))
+    assert (tabletop.parameters["sim_task"], tabletop.parameters["sim_seed"]) == ("open_drawer", 2)
+    for values, message in [
+        ({"goal": "g.png", "camera": "sim"}, "camera:=sim is the simulated tabletop's camera; it needs use_sim:=true"),
+        ({"goal": "g.png", "use_sim": "true", "robot_model": "wx250"}, "the simulated tabletop has a wx250s"),
+        ({"goal": "g.png", "use_sim": "true", "sim_task": "juggle"}, "sim_task:=juggle: expected one of"),
+        ({"goal": "g.png", "use_sim": "true", "sim_seed": "-1"}, "sim_seed:=-1: expected a whole number"),
+        ({"goal": "g.png", "camera": "replay", "camera_path": "f", "sim_seed": "1"}, "only the sim camera's tabletop"),
+    ]:
+        with pytest.raises(system.SystemArgumentError, match=re.escape(message)):
+            system.resolve_arguments(values)
 
 
 @pytest.mark.parametrize(

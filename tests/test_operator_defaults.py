@@ -20,7 +20,7 @@ import yaml
 from rclpy.parameter import Parameter
 
 from mqe_policy import parameters, system
-from widowx_bridge import arm_node, camera_node
+from widowx_bridge import arm_node, camera_node, tabletop
 
 REPO = Path(__file__).resolve().parents[1]
 POLICY_CONFIG = REPO / "ros2_ws" / "src" / "mqe_policy" / "config"
@@ -64,7 +64,11 @@ def test_robot_constants_reach_the_arm_node_from_mqe_robot():
     assert arm_node.DEFAULTS["max_translation_step"] == robot.MAX_TRANSLATION_STEP
     arguments = {a.name: a.default for a in system.LAUNCH_ARGUMENTS}
     assert arguments["robot_model"] == arm_node.DEFAULTS["robot_model"]
-    assert arguments["camera_rate_hz"] == str(camera_node.DEFAULTS["rate_hz"])
+    assert arguments["camera_rate_hz"] == ""  # resolved from the camera's node: the sim tabletop's or the camera node's
+    real = system.resolve_arguments({"goal": "g.png", "model": "m"})
+    assert real["camera_rate_hz"] == str(camera_node.DEFAULTS["rate_hz"])
+    simulated = system.resolve_arguments({"goal": "g.png", "model": "m", "use_sim": "true"})
+    assert simulated["camera_rate_hz"] == str(tabletop.DEFAULTS["camera_rate_hz"])
     assert arguments["rate_hz"] == str(parameters.policy_defaults()["rate_hz"])
 
 
@@ -100,9 +104,9 @@ ONE_PLACE_SCRIPT = textwrap.dedent(
     model, goal, config = sys.argv[1:4]
     rclpy.init()
     arm = ArmNode(parameter_overrides={"reset_on_start": False})
-    camera = CameraNode(parameter_overrides={"source": "sim"})
+    camera = CameraNode(parameter_overrides={"source": "synthetic"})
     policy = PolicyNode(cli_args=["--ros-args", "-p", f"model:={model}", "-p", f"goal:={goal}", "-p", "threads:=1"])
-    arguments = system.resolve_arguments({"goal": goal, "model": model, "use_sim": "true"})
+    arguments = system.resolve_arguments({"goal": goal, "model": model, "use_sim": "true", "camera": "synthetic"})
     _, _, policy_description = system.describe_nodes(arguments)
     print(json.dumps({
         "arm_node_workspace_high": list(arm.get_parameter("workspace_high").value),
@@ -114,6 +118,7 @@ ONE_PLACE_SCRIPT = textwrap.dedent(
         "policy_yaml_check": parameters.yaml_mismatches(f"{config}/mqe_policy/config/policy.yaml", parameters.policy_defaults()),
         "launch_defaults": {a.name: a.default for a in system.LAUNCH_ARGUMENTS},
         "launch_policy_rate_hz": policy_description.parameters["rate_hz"],
+        "launch_camera_rate_hz": arguments["camera_rate_hz"],
     }))
     for node in (policy, camera, arm):
         node.destroy_node()
@@ -139,7 +144,7 @@ def test_changing_a_default_in_its_one_place_changes_the_node_the_yaml_check_and
         f"workspace_high is {list(robot.WORKSPACE_HIGH)}, the node's default is [0.4, 0.25, 0.18]"]
     assert [line.split(": ", 1)[1] for line in seen["camera_yaml_check"]] == ["rate_hz is 30.0, the node's default is 15.0"]
     assert [line.split(": ", 1)[1] for line in seen["policy_yaml_check"]] == ["rate_hz is 5.0, the node's default is 4.0"]
-    assert seen["launch_defaults"]["rate_hz"] == "4.0" and seen["launch_defaults"]["camera_rate_hz"] == "15.0"
+    assert seen["launch_defaults"]["rate_hz"] == "4.0" and seen["launch_camera_rate_hz"] == "15.0"
     assert seen["launch_policy_rate_hz"] == 4.0
 
 
@@ -166,7 +171,7 @@ def test_every_parameter_read_at_start_up_refuses_a_change_at_run_time(context, 
     from mqe_policy.policy_node import PolicyNode
 
     arm = arm_node.ArmNode(parameter_overrides={"reset_on_start": False}, context=context)
-    camera = camera_node.CameraNode(parameter_overrides={"source": "sim"}, context=context)
+    camera = camera_node.CameraNode(parameter_overrides={"source": "synthetic"}, context=context)
     cv2.imwrite(str(tmp_path / "goal.png"), np.zeros((64, 64, 3), np.uint8))
     policy = PolicyNode(context=context, cli_args=["--ros-args", "-p", f"model:={exported_policy('mqe')}", "-p", "goal:=goal.png",
                                                    "-p", f"goal_dir:={tmp_path}", "-p", "threads:=1"])

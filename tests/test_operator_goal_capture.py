@@ -75,7 +75,7 @@ class Ros:
 @pytest.fixture
 def sim_camera():
     ros = Ros()
-    camera = ros.add(CameraNode(parameter_overrides={"source": "sim", "rate_hz": 30.0}, context=ros.context))
+    camera = ros.add(CameraNode(parameter_overrides={"source": "synthetic", "rate_hz": 30.0}, context=ros.context))
     yield ros, camera
     ros.close()
 

@@ -53,7 +53,7 @@ def test_live_view_node_publishes_camera_goal_and_policy_state_over_dds(tmp_path
     cv2.imwrite(str(tmp_path / "drawer.png"), cv2.cvtColor(goal, cv2.COLOR_RGB2BGR))
     ros = Ros()
     try:
-        ros.add(CameraNode(parameter_overrides={"source": "sim", "rate_hz": 30.0}, context=ros.context))
+        ros.add(CameraNode(parameter_overrides={"source": "synthetic", "rate_hz": 30.0}, context=ros.context))
         ros.add(PolicyNode(context=ros.context, cli_args=[
             "--ros-args", "-p", f"model:={exported_policy('mqe')}", "-p", "goal:=drawer.png", "-p", f"goal_dir:={tmp_path}",
             "-p", "reject_identical_frames:=false", "-p", "threads:=1"]))

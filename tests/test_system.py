@@ -528,7 +528,7 @@ def test_two_sigints_without_a_terminal_shut_the_policy_node_down_cleanly(tmp_pa
 
 @pytest.mark.parametrize("module, parameters, ready", [
     ("widowx_bridge.arm_node", ["-p", "backend:=sim"], "arm ready"),
-    ("widowx_bridge.camera_node", ["-p", "source:=sim"], "camera ready"),
+    ("widowx_bridge.camera_node", ["-p", "source:=synthetic"], "camera ready"),
 ])
 def test_two_sigints_shut_the_bridge_nodes_down_cleanly(tmp_path, module, parameters, ready):
     """The same two SIGINTs for the arm and camera nodes (widowx_bridge.params.run_node)."""

@@ -21,7 +21,7 @@ from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
 
 from mqe.contract import ACTION_NAMES
-from widowx_bridge import arm_node, camera_node, topics
+from widowx_bridge import arm_node, camera_node, tabletop, topics
 from widowx_bridge.arm_node import ArmNode
 from widowx_bridge.backends.sim import SimArmBackend
 from widowx_bridge.camera_node import CameraNode
@@ -235,14 +235,14 @@ def test_camera_node_replay_publishes_at_its_rate_with_stamps(ros, tmp_path):
         assert message.encoding == "rgb8" and image.shape == (48, 64, 3)  # native size, no resize here
         channel = int(np.argmax(image.reshape(-1, 3).mean(axis=0)))
         assert image[..., channel].mean() in {40.0 * (i + 1) for i in range(6) if i % 3 == channel}
-    assert camera.dropped_bad >= 2  # the corrupt file came round at least twice
+    assert camera.frames.dropped_bad >= 2  # the corrupt file came round at least twice
     assert wait_for(lambda: statuses and int({kv.key: kv.value for kv in statuses[-1].values}["dropped_bad"]) >= 1, 3.0)
 
 
 def test_sim_camera_renders_the_sim_arm(ros):
     ros.add(ArmNode(context=ros.context))
-    ros.add(CameraNode(context=ros.context, parameter_overrides={"source": "sim", "rate_hz": 15.0,
-                                                                 "sim_image_size": 128}))
+    ros.add(CameraNode(context=ros.context, parameter_overrides={"source": "synthetic", "rate_hz": 15.0,
+                                                                 "synthetic_image_size": 128}))
     operator = Operator(ros)
     frames = []
     operator.node.create_subscription(Image, topics.CAMERA_IMAGE, frames.append, qos_profile_sensor_data)
@@ -259,7 +259,7 @@ def test_sim_camera_renders_the_sim_arm(ros):
 
 
 def test_declared_defaults_match_the_config_files():
-    for module, name in [(arm_node, "arm.yaml"), (camera_node, "camera.yaml")]:
+    for module, name in [(arm_node, "arm.yaml"), (camera_node, "camera.yaml"), (tabletop, "tabletop.yaml")]:
         with open(os.path.join(PACKAGE, "config", name)) as stream:
             parameters = yaml.safe_load(stream)["/**"]["ros__parameters"]
         assert parameters == module.DEFAULTS, name

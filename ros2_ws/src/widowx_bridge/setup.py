@@ -23,6 +23,7 @@ setup(
         "console_scripts": [
             "arm_node = widowx_bridge.arm_node:main",
             "camera_node = widowx_bridge.camera_node:main",
+            "sim_tabletop = widowx_bridge.tabletop:main",
         ],
     },
 )

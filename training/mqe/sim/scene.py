@@ -55,6 +55,10 @@ OBJECT_COLOURS = {"cube": (0.85, 0.15, 0.15), "cylinder": (0.15, 0.35, 0.85), "c
                   "mushroom": (0.85, 0.8, 0.6)}
 OBJECT_WORDS = {"cube": "red cube", "cylinder": "blue cylinder", "carrot": "carrot", "mushroom": "mushroom"}
 
+# m (torque per normal force): condim 6 rolling resistance, so a toppled cylinder or the capsule carrot
+# stops within a few cm like a real toy does, instead of rolling on at constant speed off the table
+# (measured with 0.001 and condim 4: a toppled cylinder kept 0.12 m/s until it fell off the edge).
+OBJECT_ROLLING_FRICTION = 0.002
 PLATE_RADIUS = 0.075  # m
 PLATE_TOP = 0.012  # m above the table
 # The drawer: a cabinet whose drawer slides toward the robot (-x). Opening q (m) along the slide.
@@ -203,7 +207,7 @@ def scene_xml() -> str:
     <default class="gripper"><geom contype="1" conaffinity="1" density="0" friction="1 0.02 0.001"/></default>
     <default class="pad"><geom type="box" size="0.012 0.004 0.010" contype="1" conaffinity="1" condim="4"
       friction="1.5 0.02 0.001" solref="0.01 1" solimp="0.95 0.99 0.001" density="0" rgba="0.1 0.1 0.1 1"/></default>
-    <default class="object"><geom contype="1" conaffinity="1" condim="4" friction="1 0.02 0.001"
+    <default class="object"><geom contype="1" conaffinity="1" condim="6" friction="1 0.02 {OBJECT_ROLLING_FRICTION}"
       solref="0.01 1" solimp="0.95 0.99 0.001"/></default>
     <default class="fixture"><geom contype="1" conaffinity="1" condim="3" friction="0.8 0.01 0.001"/></default>
   </default>

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"policy: {export}")
     if options.goal is None:
         goal = write_goal_image(options.target, options.workdir / "goal_target.png",
-                                CAMERA_DEFAULTS["sim_image_size"], CAMERA_DEFAULTS["sim_scene_seed"])
+                                CAMERA_DEFAULTS["synthetic_image_size"], CAMERA_DEFAULTS["synthetic_scene_seed"])
         _log(f"goal: the sim scene with the end-effector at {options.target} m -> {goal}")
     else:
         goal = options.goal
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     system.apply_dds_environment()
     rclpy.init(args=["mqe-demo"], signal_handler_options=SignalHandlerOptions.NO)
     try:
-        arguments = {"goal": str(goal), "model": str(export), "use_sim": "true", "camera": "sim"}
+        arguments = {"goal": str(goal), "model": str(export), "use_sim": "true", "camera": "synthetic"}
         with InProcessSystem(arguments) as running:
             policy, arm = running.nodes["policy"], running.nodes["widowx_arm"]
             position = lambda: arm.controller.commanded_pose[:3, 3].copy()  # noqa: E731

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -24,6 +25,7 @@ from typing import Iterable, Mapping
 from mqe_policy.control import LoopConfig
 from widowx_bridge.arm_node import DEFAULTS as ARM_DEFAULTS
 from widowx_bridge.camera_node import DEFAULTS as CAMERA_DEFAULTS
+from widowx_bridge.tabletop import DEFAULTS as TABLETOP_DEFAULTS
 
 PACKAGE = "mqe_policy"
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent  # ros2_ws/src/mqe_policy in a source checkout
@@ -116,7 +118,9 @@ def apply_dds_environment() -> None:
     os.environ.update(dds_environment())
 
 
-CAMERA_SOURCES = ("realsense", "usb", "replay", "sim")
+CAMERA_SOURCES = ("realsense", "usb", "replay", "synthetic", "sim")
+# A goal image rendered by mqe.sim for a task instance names it: goal_images/sim_<task>_seed<N>.png.
+SIM_GOAL_NAME = re.compile(r"sim_(?P<task>[a-z_]+?)_seed(?P<seed>\d+)\.png$")
 ROBOT_MODELS = ("wx250s", "wx250")
 
 LAUNCH_ARGUMENTS: tuple[Argument, ...] = (
@@ -124,10 +128,12 @@ LAUNCH_ARGUMENTS: tuple[Argument, ...] = (
     Argument("goal_dir", "", "directory of goal images (default: $MQE_GOAL_DIR, else the goal_images/ installed with mqe_policy)"),
     Argument("model", "", "policy directory written by mqe-export (default: $MQE_MODEL; in a source checkout, artifacts/demo/export made by mqe-demo)"),
     Argument("robot_model", ARM_DEFAULTS["robot_model"], "arm: wx250s (6-DOF, the BridgeData V2 arm) or wx250 (5-DOF)", ROBOT_MODELS),
-    Argument("use_sim", "false", "true: simulated arm (and sim camera unless camera is given); false: the Interbotix arm", ("true", "false")),
-    Argument("camera", "", "camera source: realsense | usb | replay | sim (default: sim with use_sim:=true, else realsense)", ("",) + CAMERA_SOURCES),
+    Argument("use_sim", "false", "true: the simulated tabletop (MuJoCo arm, objects and camera; with another camera:=, the kinematic arm); false: the Interbotix arm", ("true", "false")),
+    Argument("camera", "", "camera source: realsense | usb | replay | synthetic (mqe-make-dataset's 2-D scene) | sim (the tabletop's; default with use_sim:=true, else realsense)", ("",) + CAMERA_SOURCES),
     Argument("camera_path", "", "replay: a folder of images or a video file; usb: device index or path"),
-    Argument("camera_rate_hz", str(CAMERA_DEFAULTS["rate_hz"]), "camera frame rate (every source; the policy waits up to 1.5 frame periods for a fresh frame)"),
+    Argument("camera_rate_hz", "", f"camera frame rate (default {TABLETOP_DEFAULTS['camera_rate_hz']:g} for the sim camera, else {CAMERA_DEFAULTS['rate_hz']:g}; the policy waits up to 1.5 frame periods for a fresh frame)"),
+    Argument("sim_task", "", "sim camera: the task instance the scene starts in and arm/reset returns to (default: from a goal named sim_<task>_seed<N>.png, else single_pnp)"),
+    Argument("sim_seed", "", "sim camera: its seed (default: from the goal's name, else 0)"),
     Argument("rate_hz", str(LoopConfig.rate_hz), "policy control rate in Hz: one action per tick (BridgeData V2: 5)"),
     Argument("params_file", "", "optional YAML of ROS parameters for any node, applied over config/*.yaml"),
 )
@@ -185,18 +191,41 @@ def resolve_arguments(values: Mapping[str, str]) -> dict[str, str]:
             raise SystemArgumentError(
                 f"{argument.name}:={resolved[argument.name]}: expected one of {[c for c in argument.choices if c]}"
             )
+    if not resolved["camera"]:
+        resolved["camera"] = "sim" if resolved["use_sim"] == "true" else "realsense"
+    if resolved["camera"] == "sim":
+        _resolve_sim_scene(resolved)
+    elif resolved["sim_task"] or resolved["sim_seed"]:
+        raise SystemArgumentError("sim_task / sim_seed: only the sim camera's tabletop has a scene (camera:=sim)")
+    if not resolved["camera_rate_hz"]:
+        resolved["camera_rate_hz"] = str(TABLETOP_DEFAULTS["camera_rate_hz"] if resolved["camera"] == "sim" else CAMERA_DEFAULTS["rate_hz"])
     for name in ("rate_hz", "camera_rate_hz"):
         _positive_float(name, resolved[name])
     if not resolved["model"]:
         model = default_model_dir()
         resolved["model"] = str(model) if model is not None else ""
-    if not resolved["camera"]:
-        resolved["camera"] = "sim" if resolved["use_sim"] == "true" else "realsense"
     if resolved["camera"] == "replay" and not resolved["camera_path"]:
         raise SystemArgumentError("camera:=replay needs camera_path:=FOLDER_OR_VIDEO")
     if resolved["params_file"] and not Path(resolved["params_file"]).is_file():
         raise SystemArgumentError(f"params_file:={resolved['params_file']}: no such file")
     return resolved
+
+
+def _resolve_sim_scene(resolved: dict[str, str]) -> None:
+    """The sim camera is the simulated tabletop's: it needs use_sim:=true and the wx250s, and a scene."""
+    from mqe.sim import TASKS
+
+    if resolved["use_sim"] != "true":
+        raise SystemArgumentError("camera:=sim is the simulated tabletop's camera; it needs use_sim:=true")
+    if resolved["robot_model"] != "wx250s":
+        raise SystemArgumentError(f"robot_model:={resolved['robot_model']}: the simulated tabletop has a wx250s")
+    named = SIM_GOAL_NAME.search(resolved["goal"])
+    resolved["sim_task"] = resolved["sim_task"] or (named["task"] if named else TABLETOP_DEFAULTS["sim_task"])
+    resolved["sim_seed"] = resolved["sim_seed"] or (named["seed"] if named else str(TABLETOP_DEFAULTS["sim_seed"]))
+    if resolved["sim_task"] not in TASKS:
+        raise SystemArgumentError(f"sim_task:={resolved['sim_task']}: expected one of {list(TASKS)}")
+    if not resolved["sim_seed"].isdigit():
+        raise SystemArgumentError(f"sim_seed:={resolved['sim_seed']}: expected a whole number >= 0")
 
 
 def resolve_goal(goal: str, goal_dir: str | Path) -> Path:
@@ -240,36 +269,49 @@ def describe_nodes(arguments: Mapping[str, str]) -> list[NodeDescription]:
         "model": arguments["model"],
         "goal": arguments["goal"],
         "rate_hz": float(arguments["rate_hz"]),
-        # The sim camera renders a still scene while the arm holds: identical frames are expected.
-        "reject_identical_frames": camera != "sim",
+        # The simulated cameras render a still scene while the arm holds: identical frames are expected.
+        "reject_identical_frames": camera not in ("sim", "synthetic"),
         # Each tick waits up to 1.5 camera periods for a fresh frame (control.LoopConfig), capped below the tick.
         "fresh_frame_wait": min(1.5 / float(arguments["camera_rate_hz"]), 0.5 / float(arguments["rate_hz"])),
     }
     if arguments["goal_dir"]:
         policy_parameters["goal_dir"] = arguments["goal_dir"]
     bridge_config = config_dir("widowx_bridge")
-    return [
-        NodeDescription(
+    arm_parameters = {"backend": "sim" if arguments["use_sim"] == "true" else "interbotix",
+                      "robot_model": arguments["robot_model"]}
+    if camera == "sim":  # the simulated tabletop: arm and camera in the one process that owns the world
+        hardware = [NodeDescription(
             package="widowx_bridge",
-            executable="camera_node",
-            name="camera",
-            node_class="widowx_bridge.camera_node:CameraNode",
-            parameter_files=(str(bridge_config / "camera.yaml"),) + system_file + user_files,
-            parameters=camera_parameters,
-            required=False,
-        ),
-        NodeDescription(
-            package="widowx_bridge",
-            executable="arm_node",
+            executable="sim_tabletop",
             name="widowx_arm",
-            node_class="widowx_bridge.arm_node:ArmNode",
-            parameter_files=(str(bridge_config / "arm.yaml"),) + system_file + user_files,
-            parameters={
-                "backend": "sim" if arguments["use_sim"] == "true" else "interbotix",
-                "robot_model": arguments["robot_model"],
-            },
+            node_class="widowx_bridge.tabletop:TabletopNode",
+            parameter_files=(str(bridge_config / "arm.yaml"), str(bridge_config / "tabletop.yaml")) + system_file + user_files,
+            parameters={**arm_parameters, "sim_task": arguments["sim_task"], "sim_seed": int(arguments["sim_seed"]),
+                        "camera_rate_hz": float(arguments["camera_rate_hz"])},
             required=False,
-        ),
+        )]
+    else:
+        hardware = [
+            NodeDescription(
+                package="widowx_bridge",
+                executable="camera_node",
+                name="camera",
+                node_class="widowx_bridge.camera_node:CameraNode",
+                parameter_files=(str(bridge_config / "camera.yaml"),) + system_file + user_files,
+                parameters=camera_parameters,
+                required=False,
+            ),
+            NodeDescription(
+                package="widowx_bridge",
+                executable="arm_node",
+                name="widowx_arm",
+                node_class="widowx_bridge.arm_node:ArmNode",
+                parameter_files=(str(bridge_config / "arm.yaml"),) + system_file + user_files,
+                parameters=arm_parameters,
+                required=False,
+            ),
+        ]
+    return hardware + [
         NodeDescription(
             package=PACKAGE,
             executable="policy_node",

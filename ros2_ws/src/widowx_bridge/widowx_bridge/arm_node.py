@@ -22,7 +22,7 @@ from std_srvs.srv import Trigger
 from widowx_bridge import topics
 from widowx_bridge.backends import make_backend
 from widowx_bridge.backends.base import ArmBackend
-from widowx_bridge.control import ArmController, ArmState, ControlConfig
+from widowx_bridge.control import ArmController, ArmState, ControlConfig, StepResult
 from widowx_bridge.params import as_parameter_list, declare_all, refuse_changes_at_run_time, run_node
 
 NODE_NAME = "widowx_arm"
@@ -91,7 +91,7 @@ class ArmNode(Node):
         for name, handler in [(topics.ARM_HOME, self.controller.home), (topics.ARM_SLEEP, self.controller.sleep),
                               (topics.ARM_TORQUE_OFF, self.controller.torque_off),
                               (topics.ARM_REBOOT_MOTORS, self.controller.reboot_motors),
-                              (topics.ARM_RESET, lambda: self.controller.reset(time.monotonic()))]:
+                              (topics.ARM_RESET, self.reset_arm)]:
             self.create_service(Trigger, name, self._trigger_handler(name, handler))
         self.create_timer(1.0 / p["status_rate_hz"], self._on_timer)
         self._last_logged_state = self.controller.state
@@ -101,13 +101,17 @@ class ArmNode(Node):
             f"{config.workspace_low}..{config.workspace_high} m, command_timeout {config.command_timeout} s"
         )
 
-    def _on_action(self, message: JointState) -> None:
+    def reset_arm(self) -> bool:
+        """arm/reset: the start pose, slowly, then actions again (the simulated tabletop also resets its scene)."""
+        return self.controller.reset(time.monotonic())
+
+    def _on_action(self, message: JointState) -> StepResult:
         try:
             action = topics.action_from_joint_state(message.name, message.position)
         except topics.ActionMessageError as error:
             result = self.controller.reject(str(error))
             self.get_logger().warning(result.message, throttle_duration_sec=1.0)
-            return
+            return result
         result = self.controller.apply_action(action, time.monotonic())
         if result.status == "ik_failure":
             self.get_logger().warning(result.message, throttle_duration_sec=1.0)
@@ -117,6 +121,7 @@ class ArmNode(Node):
             self.get_logger().warning("actions arrive faster than min_action_interval; extra ones are dropped",
                                       throttle_duration_sec=5.0)
         self._publish_state()
+        return result
 
     def _on_timer(self) -> None:
         state = self.controller.check_watchdog(time.monotonic())

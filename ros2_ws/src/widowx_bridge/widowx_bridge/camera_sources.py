@@ -1,4 +1,4 @@
-"""Camera sources behind one interface: RealSense, USB (OpenCV), replay (folder or video), sim.
+"""Camera sources behind one interface: RealSense, USB (OpenCV), replay (folder or video), synthetic.
 
 Every source yields RGB uint8 HxWx3 frames at its native size; resizing to the policy's input is
 the policy's job (mqe.contract.resize_for_policy), never the camera's. `read()` returns a frame,
@@ -21,7 +21,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 # A replay folder's decoded frames are kept in memory up to this size, so a replay costs what a
 # camera costs (a copy per frame, not a PNG decode); frames beyond it are decoded on every pass.
 REPLAY_CACHE_BYTES = 512 * 2**20
-SOURCES = ("realsense", "usb", "replay", "sim")
+SOURCES = ("realsense", "usb", "replay", "synthetic")
 
 
 class BadFrame(RuntimeError):
@@ -68,6 +68,10 @@ class CameraSource(abc.ABC):
 
     def close(self) -> None:
         """Release the device or file."""
+
+    def capture_thread_done(self) -> None:
+        """Called on the thread that called read() when it stops reading: release what is bound to
+        that thread (the simulated camera's GL context)."""
 
     @property
     def reconnects(self) -> int:
@@ -284,11 +288,13 @@ class RealSenseSource(CameraSource):
             self._pipeline = None
 
 
-class SimSource(CameraSource):
-    """Renders the simulated tabletop (mqe.synthetic_scene) from the arm's commanded pose, which
-    `state()` returns as (ee_xyz, gripper) - the camera node feeds it from the arm's topics."""
+class SyntheticSource(CameraSource):
+    """Renders the 2-D synthetic tabletop of mqe-make-dataset (mqe.synthetic_scene) at the arm's
+    commanded pose, which `state()` returns as (ee_xyz, gripper) - the camera node feeds it from the
+    arm's topics. Its objects never move: it serves policies trained on that synthetic data; the
+    physical simulated tabletop is widowx_bridge.tabletop."""
 
-    name = "sim"
+    name = "synthetic"
 
     def __init__(self, state: Callable[[], tuple[np.ndarray, float]], rate_hz: float = 30.0,
                  image_size: int = 256, scene_seed: int = 0):
@@ -312,16 +318,16 @@ class SimSource(CameraSource):
 
 def make_source(name: str, *, rate_hz: float, replay_path: str = "", usb_device: str = "0", width: int = 640,
                 height: int = 480, realsense_serial: str = "", frame_timeout: float = 1.0, reconnect_after: int = 3,
-                sim_state: Callable[[], tuple[np.ndarray, float]] | None = None, sim_image_size: int = 256,
-                sim_scene_seed: int = 0) -> CameraSource:
+                synthetic_state: Callable[[], tuple[np.ndarray, float]] | None = None, synthetic_image_size: int = 256,
+                synthetic_scene_seed: int = 0) -> CameraSource:
     if name == "replay":
         return ReplaySource(replay_path, rate_hz)
     if name == "usb":
         return UsbSource(usb_device, rate_hz, width, height)
     if name == "realsense":
         return RealSenseSource(rate_hz, width, height, realsense_serial, frame_timeout, reconnect_after)
-    if name == "sim":
-        if sim_state is None:
-            raise ValueError("sim camera: needs the arm state provider")
-        return SimSource(sim_state, rate_hz, sim_image_size, sim_scene_seed)
+    if name == "synthetic":
+        if synthetic_state is None:
+            raise ValueError("synthetic camera: needs the arm state provider")
+        return SyntheticSource(synthetic_state, rate_hz, synthetic_image_size, synthetic_scene_seed)
     raise ValueError(f"source: unknown camera source {name!r}, expected one of {SOURCES}")

@@ -5,7 +5,7 @@
 Each 5 Hz step: render the over-the-shoulder camera, ask `policy(observation)` for a 7-D Bridge
 action, apply it with control.ArmController (clip, integrate on the last commanded pose, workspace
 box, IK - exactly the real arm's path) on a MujocoArmBackend, then advance physics by one control
-period. The score is mqe.sim.score of the world after the last step. Deterministic given the seed
+period (0.2 s). The score is mqe.sim.score of the world after the last step. Deterministic given the seed
 and a deterministic policy.
 """
 
@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from mqe import sim
+from mqe.contract import DEFAULT_CONTROL_RATE_HZ
 
 from widowx_bridge.backends.mujoco import MujocoArmBackend
 from widowx_bridge.control import ArmController, ControlConfig, state_from_pose
@@ -37,26 +38,35 @@ class EpisodeResult:
                 "details": self.details}
 
 
-def observation(world: sim.World, goal_image: np.ndarray, image_size: int, gripper_open: bool) -> dict:
-    """What a policy sees: the camera frame and the goal image at image_size, and the Bridge state."""
+# Physics time between two actions: the policy's period at the Bridge control rate. The ROS tabletop's
+# lockstep clock advances the same amount per action, so both give the same episode.
+CONTROL_PERIOD = 1.0 / DEFAULT_CONTROL_RATE_HZ
+# Statuses after which the controller has taken its step (the arm may have moved): physics advances.
+STEPPED_STATUSES = ("applied", "ik_failure", "rejected")
+
+
+def observation(world: sim.World, goal_image: np.ndarray, frame_size: tuple[int, int], gripper_open: bool) -> dict:
+    """What a policy sees: the camera frame (width, height) and the goal image, and the Bridge state."""
     state = np.concatenate([state_from_pose(world.ee_pose()), [1.0 if gripper_open else 0.0]])
-    return {"image": world.render(image_size, image_size), "goal_image": goal_image, "state": state.astype(np.float32)}
+    return {"image": world.render(*frame_size), "goal_image": goal_image, "state": state.astype(np.float32)}
 
 
 def run_episode(task_name: str, seed: int, policy: Callable[[dict], np.ndarray], steps: int = 60,
                 image_size: int = 256, world: sim.World | None = None,
-                config: ControlConfig = ControlConfig()) -> EpisodeResult:
+                config: ControlConfig = ControlConfig(), frame_size: tuple[int, int] | None = None) -> EpisodeResult:
+    """`frame_size` (width, height) renders camera and goal at that size instead of image_size squared."""
     world = world or sim.World()
+    frame_size = frame_size or (image_size, image_size)
     task = sim.make_task(task_name, seed, world)
-    goal_image = sim.render_goal_image(task, world, image_size, image_size)
+    goal_image = sim.render_goal_image(task, world, *frame_size)
     world.reset(task.start)
     controller = ArmController(MujocoArmBackend(world), config)
-    period = config.step_moving_time
     statuses: dict[str, int] = {}
     for _ in range(steps):
-        action = policy(observation(world, goal_image, image_size, controller.gripper_open))
+        action = policy(observation(world, goal_image, frame_size, controller.gripper_open))
         status = controller.apply_action(action, world.time).status
         statuses[status] = statuses.get(status, 0) + 1
-        world.step(period)
+        if status in STEPPED_STATUSES:
+            world.step(CONTROL_PERIOD)
     points, max_points, details = sim.score(world, task)
     return EpisodeResult(task_name, seed, points, max_points, details, steps, statuses)
