@@ -210,3 +210,32 @@ def test_an_episode_through_the_ros_stack_scores_like_the_episode_runner(tmp_pat
     ros_target, plain_target = through_ros["details"]["targets"][0], without_ros["details"]["targets"][0]
     np.testing.assert_allclose(ros_target["position"], plain_target["position"], atol=1e-4)
     assert through_ros["details"] == without_ros["details"]
+
+
+def test_mqe_eval_sim_protocol_resets_runs_and_scores_through_sim_score(tmp_path):
+    """mqe-eval (its own process) against the tabletop process: sets sim_task/sim_seed, arm/reset,
+    runs a policy process for the step limit, scores with sim/score; the record says so."""
+    from mqe_policy.evaluation.results import read_records
+
+    export = exported_policy("mqe")
+    protocol = tmp_path / "sim.yaml"
+    protocol.write_text(
+        "name: sim-dds-test\nmode: blinded\ntarget: sim\nsession_seed: 0\n"
+        f"methods:\n  MQE: {export}\nseeds: [2]\n"
+        "tasks:\n  - name: double\n    max_points: 2\n    rubric: [\"1 point per object on the plate\"]\n"
+        "    trials: 1\n    time_limit_steps: 6\n    sim_task: double_pnp\n")
+    results = tmp_path / "session.jsonl"
+    process = start_tabletop("sim_clock:=lockstep")
+    try:
+        evaluation = subprocess.run(
+            [sys.executable, "-m", "mqe_policy.evaluation.cli", "run", str(protocol), "--results", str(results),
+             "--no-wait", "-p", "threads:=1", "-p", "reject_identical_frames:=false"],
+            capture_output=True, text=True, timeout=240)
+    finally:
+        out = stop(process)
+    assert evaluation.returncode == 0, evaluation.stdout[-2000:] + evaluation.stderr[-2000:]
+    assert "Traceback" not in out, out
+    (run,) = [r for r in read_records(results) if r["record"] == "run"]
+    assert run["scorer"] == "sim/score" and run["points"] == 0 and run["facts"]["steps_run"] >= 6
+    assert [t["region"] for t in run["details"]["targets"]] == ["plate", "plate"]
+    assert "sim task double_pnp, seed 2" in evaluation.stdout + evaluation.stderr

@@ -44,6 +44,7 @@ def sim_goal(sim_task: str, seed: int, directory: Path) -> Path:
     except ImportError as error:
         raise SystemExit(f"mqe-eval: target sim needs mqe.sim ({error})") from None
     rgb = sim.render_goal_image(sim.make_task(sim_task, seed))
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"goal_{sim_task}_{seed}.png"
     cv2.imwrite(str(path), rgb[..., ::-1])
     return path
