@@ -106,7 +106,7 @@ import json
 from ament_index_python.packages import get_package_share_directory
 import mqe_policy, widowx_bridge
 from mqe_policy import system
-arguments = system.resolve_arguments({"goal": "sim_start_pose.png", "model": "/policies/mqe", "use_sim": "true"})
+arguments = system.resolve_arguments({"goal": "synthetic_start_pose.png", "model": "/policies/mqe", "use_sim": "true"})
 print(json.dumps({
     "modules": [mqe_policy.__file__, widowx_bridge.__file__],
     "shares": {p: get_package_share_directory(p) for p in ("mqe_policy", "widowx_bridge")},
