@@ -37,6 +37,6 @@ def test_smoke_run_end_to_end(tmp_path):
             points, max_points = trials[0]
             assert 0 <= points <= max_points and max_points >= 1
     train = np.load(tmp_path / "train_scaled.npz")
-    assert train["observations"].shape[1] == 36 and train["terminals"][-1]
+    assert train["observations"].shape[1] == 40 and train["terminals"][-1]
     assert np.abs(train["actions"]).max() <= 1.0
     assert train["terminals"].sum() == report["data"]["episodes"]["train"]

@@ -1,18 +1,20 @@
 """`mqe-bench stitch`: the paper's stitching experiment (Table 5 layout) in the simulated tabletop, state mode.
 
-Train on single pick-and-place primitives only (mqe.sim.dataset.record_pick_place), evaluate on the six
-mqe.sim tasks from one goal, closed loop through widowx_bridge.sim_episode.run_episode (the real arm's
-ArmController) and scored by mqe.sim.score. Prints binary success counts per task and agent, and the
-progress (points / max points) mean ± s.e.
+Train on single primitives only (PRIMITIVE_MIX: pick-and-place onto the plate or the table, open or
+close the drawer, put an object into the open drawer; mqe.sim.dataset.record_primitive), evaluate on the
+six mqe.sim tasks from one goal, closed loop through widowx_bridge.sim_episode.run_episode (the real
+arm's ArmController) and scored by mqe.sim.score. Prints binary success counts per task and agent, and
+the progress (points / max points) mean ± s.e.
 
-    mqe-bench stitch --episodes 40 --steps 2000 --trials 3 --agents mqe gcbc gciql tra
+    mqe-bench stitch --out /tmp/stitch --episodes 1600 --workers 2 --steps 30000 --agents mqe gcbc gciql tra
 
-State observation (36-D): measured ee state (xyz, roll/pitch/yaw, gripper opening 1 open .. 0 closed),
-the four objects' poses (4 x 7) and the drawer opening, as the generator records them. The goal is the
-same vector of the task's goal scene with the arm at its start pose. The dataset is an npz of
-observations/actions/terminals (mqe.ogbench.dataset's format), built in-process: the TFDS `state`
-observation mode (a join of the sim's privileged sidecar on file_path) is not built yet (docs/stitching.md).
-Actions are scaled per dimension to [-1, 1] by the dataset's largest magnitude and scaled back at run time.
+State observation (40-D): measured ee state (xyz, roll/pitch/yaw, gripper opening 1 open .. 0 closed),
+the four objects' poses (4 x 7), the drawer opening, and the plate's and the cabinet's (x, y) (fixtures
+an image shows). The goal is the same vector of the task's goal scene with the arm at its start pose.
+The dataset is an npz of observations/actions/terminals (mqe.ogbench.dataset's format), built
+in-process: the TFDS `state` observation mode (a join of the sim's privileged sidecar on file_path)
+is not built (docs/stitching.md). Actions are scaled per dimension to [-1, 1] by the dataset's largest
+magnitude and scaled back at run time.
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ from mqe.bench.machine import machine_facts
 AGENTS = ("mqe", "gcbc", "gciql", "tra")
 
 
+# The primitives of the training data and their shares: pick-and-place onto the plate most (the
+# paper's Bridge tasks are mostly pick-and-place), the drawer primitives so that open_drawer and
+# open_drawer_and_place are made of seen pieces. Single primitives only: never two in one episode.
+PRIMITIVE_MIX = {"pick_place_plate": 0.5, "pick_place_table": 0.125, "open_drawer": 0.125, "close_drawer": 0.125,
+                 "place_in_drawer": 0.125}
+
+
 def state_vector(world) -> np.ndarray:
+    """40-D: ee state (7), the four objects' poses (4 x 7), drawer opening, plate and cabinet (x, y)."""
     from mqe.sim import scene
     from mqe.sim.dataset import gripper_state
     from mqe.robot import state_from_pose
@@ -38,7 +48,7 @@ def state_vector(world) -> np.ndarray:
     poses = world.object_poses()
     return np.concatenate([state_from_pose(world.ee_pose()), [gripper_state(world)],
                            np.concatenate([poses[name] for name in scene.OBJECTS]),
-                           [world.drawer_opening()]]).astype(np.float32)
+                           [world.drawer_opening()], world.plate_xy(), world.cabinet_xy()]).astype(np.float32)
 
 
 def goal_vector(world, task) -> np.ndarray:
@@ -47,39 +57,61 @@ def goal_vector(world, task) -> np.ndarray:
     return state_vector(world)
 
 
-def generate(out: Path, episodes: int, seed: int, log=print) -> dict:
-    """train.npz / val.npz of single-primitive episodes; the state vector is recomputed from the
-    recorded privileged arrays (objects, drawer) beside the recorded Bridge state."""
-    from mqe.sim.dataset import PrimitiveFailed, record_pick_place
+def primitive_of(seed: int) -> str:
+    """The primitive recorded for a data seed (deterministic shares of PRIMITIVE_MIX)."""
+    names, shares = list(PRIMITIVE_MIX), np.array(list(PRIMITIVE_MIX.values()))
+    return names[int(np.searchsorted(np.cumsum(shares), np.random.default_rng([11, seed]).random(), side="right"))]
+
+
+def generate(out: Path, episodes: int, seed: int, workers: int = 1, log=print) -> dict:
+    """train.npz / val.npz of single-primitive episodes (PRIMITIVE_MIX), recorded by `workers` spawned
+    processes in seed order (the same dataset for any worker count). The state vector is rebuilt from
+    the recorded Bridge state, the privileged arrays (objects, drawer) and the seed's layout."""
+    import concurrent.futures
+    import multiprocessing
+
+    from mqe.sim.dataset import _record_or_failure
+    from mqe.sim.tasks import random_layout
     from mqe.sim.world import World
 
-    world = World()
+    layout_world = World()  # layouts only (the start pose's IK); never renders here
     failures: dict[str, int] = {}
     split_sizes = {"train": episodes - max(1, episodes // 10), "val": max(1, episodes // 10)}
     first = {"train": 0, "val": 500_000}  # disjoint seed ranges, as mqe.sim.dataset
     started = time.perf_counter()
-    for split, count in split_sizes.items():
-        observations, actions, terminals = [], [], []
-        written, attempt = 0, first[split]
-        while written < count:
-            try:
-                recorded = record_pick_place(world, seed * 1_000_000 + attempt, image_size=16)
-            except PrimitiveFailed as failure:
-                failures[str(failure)] = failures.get(str(failure), 0) + 1
-                attempt += 1
-                continue
-            steps = len(recorded["states"])
-            observations.append(np.concatenate([recorded["states"], recorded["objects"].reshape(steps, -1),
-                                                recorded["drawer"][:, None]], axis=1))
-            actions.append(recorded["actions"])
-            ends = np.zeros(steps, bool)
-            ends[-1] = True
-            terminals.append(ends)
-            written += 1
-            attempt += 1
-        np.savez(out / f"{split}.npz", observations=np.concatenate(observations).astype(np.float32),
-                 actions=np.concatenate(actions).astype(np.float32), terminals=np.concatenate(terminals))
-    world.close()
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        for split, count in split_sizes.items():
+            observations, actions, terminals = [], [], []
+            written, next_seed, pending = 0, first[split], []
+            while written < count:
+                while len(pending) < 2 * workers:
+                    data_seed = seed * 1_000_000 + next_seed
+                    pending.append((data_seed, pool.submit(_record_or_failure, primitive_of(data_seed), data_seed, 16)))
+                    next_seed += 1
+                data_seed, future = pending.pop(0)
+                recorded = future.result()
+                if isinstance(recorded, str):
+                    failures[recorded] = failures.get(recorded, 0) + 1
+                    continue
+                layout = random_layout(data_seed, layout_world)
+                steps = len(recorded["states"])
+                fixtures = np.tile(np.concatenate([layout.plate_xy, layout.cabinet_xy]), (steps, 1))
+                observations.append(np.concatenate([recorded["states"], recorded["objects"].reshape(steps, -1),
+                                                    recorded["drawer"][:, None], fixtures], axis=1))
+                actions.append(recorded["actions"])
+                ends = np.zeros(steps, bool)
+                ends[-1] = True
+                terminals.append(ends)
+                written += 1
+                if written % 50 == 0:
+                    log(f"data {split}: {written}/{count} episodes, {time.perf_counter() - started:.0f} s")
+            for _, future in pending:
+                future.cancel()
+            np.savez(out / f"{split}.npz", observations=np.concatenate(observations).astype(np.float32),
+                     actions=np.concatenate(actions).astype(np.float32), terminals=np.concatenate(terminals))
+    finally:
+        pool.shutdown(cancel_futures=True)
     raw = np.load(out / "train.npz")["actions"]
     scale = np.maximum(np.abs(raw).max(axis=0), 1e-6).astype(np.float32)
     for split in split_sizes:
@@ -87,7 +119,7 @@ def generate(out: Path, episodes: int, seed: int, log=print) -> dict:
         arrays["actions"] = np.clip(arrays["actions"] / scale, -1.0, 1.0).astype(np.float32)
         np.savez(out / f"{split}_scaled.npz", **arrays)
     stats = {"episodes": split_sizes, "failures": failures, "seconds": round(time.perf_counter() - started, 1),
-             "action_scale": scale.tolist()}
+             "action_scale": scale.tolist(), "primitive_mix": PRIMITIVE_MIX}
     log(f"data: {split_sizes}, discarded {failures or 'none'}, {stats['seconds']} s")
     return stats
 
@@ -172,6 +204,7 @@ def parse_args(argv):
     parser.add_argument("--out", required=True, help="work folder: datasets, runs, results.json")
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=AGENTS, help="agents trained and evaluated")
     parser.add_argument("--episodes", type=int, default=40, help="single pick-and-place episodes generated (train + val)")
+    parser.add_argument("--workers", type=int, default=1, help="processes recording the data (the same data for any count)")
     parser.add_argument("--steps", type=int, default=2000, help="optimizer steps per agent")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per agent")
     parser.add_argument("--trials", type=int, default=3, help="evaluation trials (task seeds) per task, agent and seed")
@@ -197,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
     if data_file.exists() and json.loads(data_file.read_text())["requested"] == args.episodes:
         data = json.loads(data_file.read_text())  # the same dataset (generation is deterministic): reuse it
     else:
-        data = {**generate(out, args.episodes, seed=0), "requested": args.episodes}
+        data = {**generate(out, args.episodes, seed=0, workers=args.workers), "requested": args.episodes}
         data_file.write_text(json.dumps(data))
     scale = np.array(data["action_scale"], np.float32)
     results: dict[str, dict[str, list[tuple[int, int]]]] = {}

@@ -178,6 +178,9 @@ class World:
     def plate_xy(self) -> np.ndarray:
         return self.model.body_pos[self._plate_body, :2].copy()
 
+    def cabinet_xy(self) -> np.ndarray:
+        return self.model.body_pos[self._cabinet_body, :2].copy()
+
     def drawer_inside_xy(self) -> np.ndarray:
         """The drawer box's centre (x, y) now, i.e. moved with the drawer."""
         return self.data.xpos[self.model.body("drawer").id, :2].copy()
