@@ -18,6 +18,7 @@ def test_table_counts_binary_successes_and_progress():
     mean, se = mean_se([1.0, 0.5, 0.0])
     assert mean == 0.5 and abs(se - 0.5 / np.sqrt(3)) < 1e-12
     assert f"| double_pnp | 0.50 ± {se:.2f} | 0.17 ± 0.17 |" in text
+    assert "| double_pnp | 2 / 1 | 1 / 0 |" in text  # per stage: >= 1 point, >= 2 points
 
 
 def test_smoke_run_end_to_end(tmp_path):
@@ -40,3 +41,5 @@ def test_smoke_run_end_to_end(tmp_path):
     assert train["observations"].shape[1] == 40 and train["terminals"][-1]
     assert np.abs(train["actions"]).max() <= 1.0
     assert train["terminals"].sum() == report["data"]["episodes"]["train"]
+    assert -1.0 <= report["diagnostics"]["mqe"][0]["spearman_steps_to_go"] <= 1.0  # MQE has a critic distance
+    assert report["diagnostics"]["gcbc"] == [None]

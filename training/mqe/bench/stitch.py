@@ -175,6 +175,29 @@ def evaluate(agent, scale: np.ndarray, tasks, trials: int, first_trial: int, hor
     return results
 
 
+def steps_to_go_correlation(agent, out: Path) -> dict | None:
+    """Critic diagnostics along the validation episodes (scripted experts): Spearman rho of
+    d(s_t, s_T) with T - t per episode, averaged; and d at the first state vs the episode length.
+    None for agents without a distance (GCBC, TRA's actor-only path)."""
+    from scipy.stats import spearmanr
+
+    from mqe.ogbench.diagnostics import critic_distances
+
+    if not getattr(agent, "has_distance", False):
+        return None
+    data = np.load(out / "val_scaled.npz")
+    observations, ends = data["observations"], np.flatnonzero(data["terminals"])
+    rhos, first = [], []
+    for start, end in zip(np.r_[0, ends[:-1] + 1], ends):
+        episode = observations[start:end + 1]
+        distances = critic_distances(agent, episode, np.repeat(episode[-1:], len(episode), axis=0))
+        steps_to_go = np.arange(len(episode))[::-1]
+        rhos.append(spearmanr(distances[:-1], steps_to_go[:-1]).statistic)
+        first.append((float(distances[0]), int(steps_to_go[0])))
+    return {"spearman_steps_to_go": round(float(np.nanmean(rhos)), 3), "episodes": len(rhos),
+            "first_state_distance_vs_length": first[:10]}
+
+
 def mean_se(values: list[float]) -> tuple[float, float]:
     values = np.asarray(values, float)
     se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
@@ -196,6 +219,14 @@ def table(results: dict[str, dict[str, list[tuple[int, int]]]], tasks) -> str:
             mean, se = mean_se([p / m for p, m in results[a][task]])
             cells.append(f"{mean:.2f} ± {se:.2f}")
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    lines += ["", "per stage: trials that reached at least k points (k = 1, 2, ...):", "",
+              "| task | " + " | ".join(agents) + " |", "|---|" + "---|" * len(agents)]
+    for task in tasks:
+        cells = []
+        for a in agents:
+            top = max((m for _, m in results[a][task]), default=0)
+            cells.append(" / ".join(str(sum(p >= k for p, _ in results[a][task])) for k in range(1, top + 1)))
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -203,7 +234,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(prog="mqe-bench stitch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="work folder: datasets, runs, results.json")
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=AGENTS, help="agents trained and evaluated")
-    parser.add_argument("--episodes", type=int, default=40, help="single pick-and-place episodes generated (train + val)")
+    parser.add_argument("--episodes", type=int, default=40, help="single-primitive episodes generated (train + val)")
     parser.add_argument("--workers", type=int, default=1, help="processes recording the data (the same data for any count)")
     parser.add_argument("--steps", type=int, default=2000, help="optimizer steps per agent")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per agent")
@@ -235,22 +266,28 @@ def main(argv: list[str] | None = None) -> dict:
     scale = np.array(data["action_scale"], np.float32)
     results: dict[str, dict[str, list[tuple[int, int]]]] = {}
     timings: dict[str, list[float]] = {}
+    diagnostics: dict[str, list] = {}
     for agent_name in args.agents:
         results[agent_name] = {task: [] for task in tasks}
         for seed in range(args.seeds):
             agent, seconds = train(agent_name, seed, args, out)
             timings.setdefault(agent_name, []).append(round(seconds, 1))
+            diagnostics.setdefault(agent_name, []).append(steps_to_go_correlation(agent, out))
             for task, trials in evaluate(agent, scale, tasks, args.trials, 1000, args.horizon).items():
                 results[agent_name][task] += trials
             print(f"[{agent_name} seed {seed}] trained {args.steps} steps in {seconds:.0f} s", file=sys.stderr)
             print(table(results, tasks), file=sys.stderr, flush=True)  # partial table: a killed run still shows it
     report = {"command": "mqe-bench stitch " + " ".join(argv if argv is not None else sys.argv[2:]),
               "agents": args.agents, "seeds": args.seeds, "steps": args.steps, "trials": args.trials,
-              "horizon": args.horizon, "data": data, "train_seconds": timings,
+              "horizon": args.horizon, "data": data, "train_seconds": timings, "diagnostics": diagnostics,
               "wall_seconds": round(time.perf_counter() - started, 1), "machine": machine_facts(),
               "results": {a: {t: [list(x) for x in v] for t, v in r.items()} for a, r in results.items()}}
     (out / "results.json").write_text(json.dumps(report, indent=1))
     print(table(results, tasks))
+    for agent_name, entries in diagnostics.items():
+        rhos = [e["spearman_steps_to_go"] for e in entries if e]
+        if rhos:
+            print(f"{agent_name}: critic distance vs steps-to-go along validation episodes, Spearman {rhos}")
     print(f"\nseeds {args.seeds}, steps {args.steps}, {args.trials} trials/task/seed, horizon {args.horizon}, "
           f"data {data['episodes']}, train s {timings}, wall {report['wall_seconds']} s, machine {report['machine']}")
     return report
