@@ -8,7 +8,8 @@ from mqe.sim.dataset import generate
 
 
 def test_sim_episodes_write_and_read_back_in_the_bridge_format(tmp_path):
-    path, stats = generate(tmp_path, episodes=3, image_size=64, log=lambda *a, **k: None)
+    path, stats = generate(tmp_path, episodes=3, image_size=64, log=lambda *a, **k: None,
+                           primitives=("pick_place_plate",))
     assert stats["written"] == 3
     source = BridgeSource(path)
     assert source.num_episodes("train") == 2 and source.num_episodes("val") == 1

@@ -1,31 +1,39 @@
 """`python -m mqe.sim.dataset`: scripted single-primitive episodes in the BridgeData V2 format.
 
-The primitive today is pick-and-place onto the plate (mqe.sim.expert.PickPlaceExpert) in the
-single_pnp layout of each seed. Each 5 Hz step records image_0 (256x256, the over-the-shoulder
-camera), the state (measured ee xyz, roll/pitch/yaw in Bridge's convention, gripper opening
-1 open .. 0 closed) and the action as Bridge records it: the commanded delta against the previous
-*target* (not the change of state) and the absolute gripper command. Actions are applied like the
-Bridge teleop stack does: integrated on the last target, clipped per step and to the workspace box
-(mqe.robot), then IK. A failed primitive (IK failure, object not on the plate, gripper not
-released) is discarded and counted, never written. Episodes go through the project's one writer,
-mqe.data.bridge.write_bridge_dataset. Episodes are recorded in a spawned worker process that never
-imports TensorFlow: TensorFlow and MuJoCo's EGL renderer segfault in one process, in either import
-order (measured here with tensorflow-cpu and mujoco 4.0).
+PRIMITIVES, each from the seed's layout, by a scripted teleoperator (mqe.sim.expert):
+- pick_place_plate: the single_pnp object onto the plate, 0-2 other objects already on it;
+- pick_place_table: the single_pnp object to a free table spot, clear of the rest;
+- open_drawer: hook the handle and pull the drawer out to about tasks.DRAWER_GOAL_OPENING;
+- close_drawer: from the drawer open about 10 cm, push it shut;
+- place_in_drawer: from the drawer open about 10 cm, the mushroom into it (open_drawer_and_place's object).
+The drawer primitives first move whatever stands where the drawer slides (tasks.clear_drawer_path).
+Each 5 Hz step records image_0 (256x256, the over-the-shoulder camera), the state (measured ee
+xyz, roll/pitch/yaw in Bridge's convention, gripper opening 1 open .. 0 closed) and the action as
+Bridge records it: the commanded delta against the previous *target* (not the change of state) and
+the absolute gripper command. Actions are applied like the Bridge teleop stack does: integrated on
+the last target, clipped per step and to the workspace box (mqe.robot), then IK. A failed primitive
+(IK failure, its end state not reached - judged with the scorer's own tests, mqe.sim.tasks -, not
+back at the start pose) is discarded and counted, never written. Episodes go through the project's
+one writer, mqe.data.bridge.write_bridge_dataset. Episodes are recorded in a spawned worker process
+that never imports TensorFlow: TensorFlow and MuJoCo's EGL renderer segfault in one process, in
+either import order (measured here with tensorflow-cpu and mujoco 4.0).
 
 Privileged state (object poses [T, 4, 7], drawer opening [T]) goes to a sidecar beside the
 dataset, OUT/sim_privileged/<split>/<episode file_path>.npz, keyed by the episode's file_path:
 the TFDS records stay exactly the release's features, so the training pipeline cannot tell sim
 data from real; a `state` observation mode has to join on file_path.
 
-    python -m mqe.sim.dataset --out data/sim --episodes 20
+    python -m mqe.sim.dataset --out data/sim --episodes 20 [--primitives open_drawer close_drawer]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import concurrent.futures
 import multiprocessing
@@ -34,14 +42,19 @@ import numpy as np
 
 from mqe import robot
 from mqe.sim import scene
-from mqe.sim.expert import PickPlaceExpert
-from mqe.sim.tasks import PLATE_SLOTS, make_task, score, with_objects_on_plate
+from mqe.sim.expert import CloseDrawerExpert, OpenDrawerExpert, PickPlaceExpert, WaypointExpert
+from mqe.sim.tasks import (DRAWER_CLOSED, PLATE_SLOTS, clear_drawer_path, drawer_opened, drawer_opening_centre,
+                           free_table_spot, in_drawer, make_task, released_at_rest, score, with_objects_on_plate)
 from mqe.robot import pose_from_state, rotation_from_rpy, state_from_pose
-from mqe.sim.world import World
+from mqe.sim.world import SceneState, World
 
 CONTROL_PERIOD = 0.2  # s, 5 Hz
 MAX_STEPS = 60
 PRE_PLACED_PROBABILITIES = (0.4, 0.3, 0.3)  # 0, 1 or 2 other objects already on the plate
+TABLE_SPOT_RADIUS = 0.03  # m: an object placed on the table must end this close to its spot
+# m: the drawer primitives' opened drawer, "about" the goal state's (tasks.DRAWER_GOAL_OPENING), inside
+# the scorer's [DRAWER_OPEN_ENOUGH, DRAWER_RAIL_LENGTH]
+OPENED_RANGE = (0.09, 0.11)
 
 
 class PrimitiveFailed(RuntimeError):
@@ -69,11 +82,117 @@ def pick_place_start(world: World, seed: int):
     return task, start, obj, target_xy
 
 
-def record_pick_place(world: World, seed: int, image_size: int = 256) -> dict:
-    """One pick-and-place episode's arrays; raises PrimitiveFailed when the primitive fails."""
+@dataclasses.dataclass
+class Episode:
+    """One primitive's episode, set up: the world is in its start state."""
+
+    expert: WaypointExpert
+    instruction: str
+    failure: Callable[[World, WaypointExpert], str | None]  # the end state's failure reason, None = success
+
+
+def _not_home(expert: WaypointExpert) -> str | None:
+    """Every new primitive must end like PickPlaceExpert: back at the start pose, gripper open."""
+    return None if expert.done else "not_home"
+
+
+def _released_at_rest(world: World, obj: str) -> str | None:
+    """The scorer's release and rest tests as a failure reason."""
+    checks = released_at_rest(world, obj)
+    if not checks["released"]:
+        return "not_released"
+    return None if checks["at_rest"] else "moving"
+
+
+def _pick_place_plate(world: World, seed: int) -> Episode:
     task, start, obj, target_xy = pick_place_start(world, seed)
     world.reset(start)
     expert = PickPlaceExpert(world, obj, target_xy, scene.PLATE_TOP, np.random.default_rng([3, seed]))
+    # the scorer's plate point only (record_pick_place's test since before the other primitives)
+    return Episode(expert, f"put the {scene.OBJECT_WORDS[obj]} on the plate",
+                   lambda world, expert: None if score(world, task)[0] >= 1 else "not_placed")
+
+
+def _pick_place_table(world: World, seed: int) -> Episode:
+    """The single_pnp object of the seed's layout, to a free table spot clear of the rest."""
+    task = make_task("single_pnp", seed, world)
+    obj = task.targets[0].object
+    spot = free_table_spot(task.start, np.random.default_rng([7, seed]), ignore=(obj,),
+                           away_from=task.start.objects[obj][:2])
+    if spot is None:
+        raise PrimitiveFailed("no_free_spot")
+    world.reset(task.start)
+    expert = PickPlaceExpert(world, obj, spot, 0.0, np.random.default_rng([3, seed]))
+
+    def failure(world: World, expert: WaypointExpert) -> str | None:
+        position = world.object_poses()[obj][:2]
+        if np.linalg.norm(position - spot) > TABLE_SPOT_RADIUS or not world.resting_on(obj, "table"):
+            return "not_at_spot"
+        return _released_at_rest(world, obj) or _not_home(expert)
+
+    return Episode(expert, f"put the {scene.OBJECT_WORDS[obj]} on the table", failure)
+
+
+def _drawer_start(world: World, seed: int, opening: float | None) -> SceneState:
+    """The seed's layout with the drawer's path cleared (and the drawer pulled out `opening` m)."""
+    state = make_task("open_drawer", seed, world).start.copy()
+    if opening is not None:
+        state.drawer = opening
+    cleared = clear_drawer_path(world, state, np.random.default_rng([11, seed]))
+    if cleared is None:
+        raise PrimitiveFailed("no_room")
+    world.reset(cleared)
+    return cleared
+
+
+def _open_drawer(world: World, seed: int) -> Episode:
+    rng = np.random.default_rng([3, seed])
+    _drawer_start(world, seed, None)
+    expert = OpenDrawerExpert(world, rng.uniform(*OPENED_RANGE), rng)
+
+    def failure(world: World, expert: WaypointExpert) -> str | None:
+        drawer = drawer_opened(world)
+        if drawer["pulled_off"] or not drawer["opened_enough"]:
+            return "pulled_off" if drawer["pulled_off"] else "not_opened"
+        return _not_home(expert)
+
+    return Episode(expert, "open the drawer", failure)
+
+
+def _close_drawer(world: World, seed: int) -> Episode:
+    rng = np.random.default_rng([3, seed])
+    _drawer_start(world, seed, rng.uniform(*OPENED_RANGE))
+    expert = CloseDrawerExpert(world, rng)
+    return Episode(expert, "close the drawer",
+                   lambda world, expert: "not_closed" if world.drawer_opening() >= DRAWER_CLOSED else _not_home(expert))
+
+
+def _place_in_drawer(world: World, seed: int) -> Episode:
+    """The mushroom (open_drawer_and_place's object) into the open drawer, where that task's goal has it."""
+    rng = np.random.default_rng([3, seed])
+    start = _drawer_start(world, seed, rng.uniform(*OPENED_RANGE))
+    obj = "mushroom"
+    expert = PickPlaceExpert(world, obj, drawer_opening_centre(start), scene.DRAWER_FLOOR, rng)
+
+    def failure(world: World, expert: WaypointExpert) -> str | None:
+        if not in_drawer(world, world.object_poses()[obj]):
+            return "not_in_drawer"
+        return _released_at_rest(world, obj) or _not_home(expert)
+
+    return Episode(expert, f"put the {scene.OBJECT_WORDS[obj]} in the drawer", failure)
+
+
+_SETUPS = {"pick_place_plate": _pick_place_plate, "pick_place_table": _pick_place_table, "open_drawer": _open_drawer,
+           "close_drawer": _close_drawer, "place_in_drawer": _place_in_drawer}
+PRIMITIVES = tuple(_SETUPS)
+
+
+def record_primitive(world: World, primitive: str, seed: int, image_size: int = 256) -> dict:
+    """One episode of `primitive` for `seed`: its arrays; raises PrimitiveFailed("<reason>") when it fails."""
+    if primitive not in _SETUPS:
+        raise ValueError(f"primitive: unknown {primitive!r}, expected one of {PRIMITIVES}")
+    episode = _SETUPS[primitive](world, seed)
+    expert = episode.expert
     target = pose_from_state(robot.START_POSE)
     low, high = np.array(robot.WORKSPACE_LOW), np.array(robot.WORKSPACE_HIGH)
     limits = np.array([robot.MAX_TRANSLATION_STEP] * 3 + [robot.MAX_ROTATION_STEP] * 3)
@@ -100,48 +219,62 @@ def record_pick_place(world: World, seed: int, image_size: int = 256) -> dict:
         world.step(CONTROL_PERIOD)
         if expert.done:
             break
-    points, _, details = score(world, task)
-    if points < 1:
-        raise PrimitiveFailed("not_placed")
+    reason = episode.failure(world, expert)
+    if reason:
+        raise PrimitiveFailed(reason)
     return {"states": np.array(states, np.float32), "actions": np.array(actions, np.float32),
             "images": np.stack(images), "objects": np.array(privileged, np.float32),
-            "drawer": np.array(drawer, np.float32),
-            "instruction": f"put the {scene.OBJECT_WORDS[obj]} on the plate", "seed": seed}
+            "drawer": np.array(drawer, np.float32), "instruction": episode.instruction, "seed": seed,
+            "primitive": primitive}
 
 
-def _record_or_failure(seed: int, image_size: int):
+def record_pick_place(world: World, seed: int, image_size: int = 256) -> dict:
+    """One pick-and-place-onto-the-plate episode's arrays; raises PrimitiveFailed when it fails."""
+    return record_primitive(world, "pick_place_plate", seed, image_size)
+
+
+def _record_or_failure(primitive: str, seed: int, image_size: int):
     """Worker-process entry: one episode's arrays, or the failure's name."""
     global _WORKER_WORLD
     if _WORKER_WORLD is None:
         _WORKER_WORLD = World()
     try:
-        return record_pick_place(_WORKER_WORLD, seed, image_size)
+        return record_primitive(_WORKER_WORLD, primitive, seed, image_size)
     except PrimitiveFailed as failure:
-        return str(failure)
+        return f"{primitive}:{failure}"
 
 
 _WORKER_WORLD = None
 
 
 def generate(out: str | Path, episodes: int, seed: int = 0, image_size: int = 256, overwrite: bool = False,
-             log=print) -> tuple[Path, dict]:
+             log=print, primitives: tuple[str, ...] = PRIMITIVES) -> tuple[Path, dict]:
+    """Write `episodes` episodes (train + val) of `primitives`, round-robin by seed: seed offset k records
+    primitives[k % len(primitives)], so a primitive that fails more often is written a little less.
+    stats: written, written per primitive, failures ("<primitive>:<reason>" -> count), seconds."""
     from mqe.data.bridge import make_episode, write_bridge_dataset
+
+    unknown = [p for p in primitives if p not in PRIMITIVES]
+    if unknown or not primitives:
+        raise ValueError(f"primitives: unknown {unknown or 'none given'}, expected some of {PRIMITIVES}")
 
     out = Path(out)
     pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     failures: dict[str, int] = {}
-    stats = {"written": 0, "failures": failures}
+    per_primitive: dict[str, int] = {}
+    stats = {"written": 0, "per_primitive": per_primitive, "failures": failures}
     start = time.perf_counter()
 
     def episodes_of(split: str, count: int, first: int):
         written, attempt = 0, first
         while written < count:
-            recorded = pool.submit(_record_or_failure, seed * 1_000_000 + attempt, image_size).result()
+            primitive = primitives[attempt % len(primitives)]
+            recorded = pool.submit(_record_or_failure, primitive, seed * 1_000_000 + attempt, image_size).result()
             if isinstance(recorded, str):
                 failures[recorded] = failures.get(recorded, 0) + 1
                 attempt += 1
                 continue
-            file_path = f"sim/pick_place/seed_{recorded['seed']}"
+            file_path = f"sim/{primitive}/seed_{recorded['seed']}"
             sidecar = out / "sim_privileged" / split / f"{file_path.replace('/', '_')}.npz"
             sidecar.parent.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(sidecar, objects=recorded["objects"], drawer=recorded["drawer"],
@@ -149,6 +282,7 @@ def generate(out: str | Path, episodes: int, seed: int = 0, image_size: int = 25
             written += 1
             attempt += 1
             stats["written"] += 1
+            per_primitive[primitive] = per_primitive.get(primitive, 0) + 1
             elapsed = time.perf_counter() - start
             log(f"\r{stats['written']}/{episodes} episodes, {stats['written'] / elapsed:.2f} episodes/s, "
                 f"discarded {sum(failures.values())}", end="")
@@ -176,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same dataset")
     parser.add_argument("--image-size", type=int, default=256, help="image_0 size (the release: 256)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    parser.add_argument("--primitives", nargs="+", choices=PRIMITIVES, default=list(PRIMITIVES),
+                        help="primitives to record, round-robin by seed (default: all)")
     args = parser.parse_args(argv)
     if args.episodes < 2:
         print("mqe-make-sim-dataset: --episodes must be >= 2 (train and val)", file=sys.stderr)
@@ -184,12 +320,14 @@ def main(argv: list[str] | None = None) -> int:
 
     tfds.disable_progress_bar()
     try:
-        path, stats = generate(args.out, args.episodes, args.seed, args.image_size, args.overwrite)
+        path, stats = generate(args.out, args.episodes, args.seed, args.image_size, args.overwrite,
+                               primitives=tuple(args.primitives))
     except FileExistsError as error:
         print(f"mqe-make-sim-dataset: {error}", file=sys.stderr)
         return 2
     print(f"wrote {stats['written']} episodes to {path} in {stats['seconds']:.1f} s "
-          f"({stats['written'] / stats['seconds']:.2f} episodes/s); discarded {stats['failures'] or 'none'}")
+          f"({stats['written'] / stats['seconds']:.2f} episodes/s): {stats['per_primitive']}; "
+          f"discarded {stats['failures'] or 'none'}")
     return 0
 
 

@@ -114,6 +114,78 @@ def with_objects_on_plate(world: World, state: SceneState, placements: dict[str,
     return _settle(world, placed)
 
 
+OBJECT_CLEARANCE = 0.035  # m: an object's footprint radius when keeping things apart (objects >= 7 cm apart)
+FIXTURE_MARGIN = 0.015  # m between a footprint and the cabinet (objects >= 5 cm from the cabinet, as spawned)
+
+
+def cabinet_footprint(cabinet_xy: np.ndarray, drawer_opening: float) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) corners (x, y) of the cabinet with its drawer pulled out `drawer_opening`, handle included."""
+    half = np.array(scene.CABINET_HALF[:2])
+    reach = drawer_opening + scene.HANDLE_OFFSET + 0.005  # the handle bar's front, 0.5 cm thick
+    return cabinet_xy - half - np.array([reach, 0.0]), cabinet_xy + half
+
+
+def _box_distance(xy: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
+    return float(np.linalg.norm(np.maximum(0.0, np.maximum(low - xy, xy - high))))
+
+
+def is_clear(xy: np.ndarray, radius: float, state: SceneState, ignore=(), drawer_opening: float = 0.0) -> bool:
+    """Whether a disc of `radius` at `xy` keeps clear of the state's objects and plate (except those named
+    in `ignore`) and of the cabinet with its drawer opened `drawer_opening`."""
+    objects_clear = all(np.linalg.norm(xy - pose[:2]) > radius + OBJECT_CLEARANCE
+                        for name, pose in state.objects.items() if name not in ignore)
+    plate_clear = "plate" in ignore or np.linalg.norm(xy - state.plate_xy) > radius + scene.PLATE_RADIUS
+    cabinet_clear = _box_distance(xy, *cabinet_footprint(state.cabinet_xy, drawer_opening)) > radius + FIXTURE_MARGIN
+    return bool(objects_clear and plate_clear and cabinet_clear)
+
+
+def free_table_spot(state: SceneState, rng: np.random.Generator, radius: float = OBJECT_CLEARANCE, ignore=(),
+                    drawer_opening: float = 0.0, away_from: np.ndarray | None = None) -> np.ndarray | None:
+    """A random spot (x, y) in the spawn region where a disc of `radius` is clear (see is_clear) and, when
+    `away_from` is given, at least 2 * OBJECT_CLEARANCE from it; None when the table has no room."""
+    for _ in range(1000):
+        xy = rng.uniform(SPAWN_LOW, SPAWN_HIGH)
+        far = away_from is None or np.linalg.norm(xy - away_from) > 2 * OBJECT_CLEARANCE
+        if far and is_clear(xy, radius, state, ignore, drawer_opening):
+            return xy
+    return None
+
+
+def clear_drawer_path(world: World, state: SceneState, rng: np.random.Generator, attempts: int = 10) -> SceneState | None:
+    """`state` with the plate and the objects out of where the drawer slides (out to its rails), settled;
+    None when `attempts` random rearrangements found no room. Spawned layouts keep objects only 5 cm
+    from the closed cabinet, so an opened drawer would push whatever stands in front of it."""
+    for _ in range(attempts):
+        cleared = _rearranged_out_of_drawer_path(state, rng)
+        if cleared is not None:
+            return _settle(world, cleared)
+    return None
+
+
+def _rearranged_out_of_drawer_path(state: SceneState, rng: np.random.Generator) -> SceneState | None:
+    """The plate moves first (clear of the objects if it can, else of the drawer's path only); then each
+    object that stands in the path, on the plate or too close to one before it moves to a free spot."""
+    cleared = state.copy()
+    path = {"drawer_opening": scene.DRAWER_RAIL_LENGTH}
+    everything = ("plate", *scene.OBJECTS)
+    if not is_clear(cleared.plate_xy, scene.PLATE_RADIUS, cleared, ignore=everything, **path):
+        spot = free_table_spot(cleared, rng, scene.PLATE_RADIUS, ignore=("plate",), **path)
+        if spot is None:
+            spot = free_table_spot(cleared, rng, scene.PLATE_RADIUS, ignore=everything, **path)
+        if spot is None:
+            return None
+        cleared.plate_xy = spot
+    for i, name in enumerate(scene.OBJECTS):
+        later = scene.OBJECTS[i:]  # this object and those after it, checked in their turn
+        if is_clear(cleared.objects[name][:2], OBJECT_CLEARANCE, cleared, ignore=later, **path):
+            continue
+        spot = free_table_spot(cleared, rng, ignore=(name,), **path)
+        if spot is None:
+            return None
+        cleared.objects[name][:2] = spot
+    return cleared
+
+
 def random_layout(seed: int, world: World) -> SceneState:
     """The seed's start state: every object on the table, plate and cabinet placed, drawer closed."""
     rng = np.random.default_rng([9, seed])
