@@ -1,15 +1,19 @@
 """`mqe-demo`: the product's main job on an embedded default, start to finish on this machine.
 
-    mqe-demo [--goal PATH | --target X,Y,Z] [--seconds 20] [--workdir artifacts/demo]
+    mqe-demo [--task single_pnp --seed 1000] [--model DIR] [--steps 80] [--workdir artifacts/demo]
 
-1. Gets a policy with mqe.demo.ensure_demo_policy (reuses a finished export; otherwise makes a
-   small synthetic Bridge-format dataset, trains a small MQE agent and exports it).
-2. Picks the goal image: --goal, or the simulated tabletop rendered with the end-effector at
-   --target (the scene the sim camera shows).
-3. Starts camera(sim) + arm(sim) + policy in this process from mqe_policy.system, the description
-   that run.launch.py uses, on a private loopback ROS domain.
-4. Prints live feedback once a second, stops cleanly and prints a summary: did the end-effector
-   move toward the goal pose?
+1. Finds a policy: --model, else the small sim policy kept in the repository (mqe.sim.demo_policy's
+   KEPT_EXPORT, with the command that trained it and its measured scores in its README), else trains
+   that recipe into WORKDIR/sim_policy (python -m mqe.sim.demo_policy, in a subprocess: its
+   TensorFlow data loader and MuJoCo's renderer cannot share a process).
+2. The goal image: the task instance's goal state rendered by mqe.sim (objects at their targets, the
+   arm at the start pose), written to WORKDIR/goal_<task>_seed<seed>.png.
+3. Starts the system of `run.launch.py use_sim:=true` in this process (mqe_policy.system: the
+   simulated tabletop, which is the arm node and the camera, and the policy node) on a private
+   loopback ROS domain, with the tabletop's lockstep clock so that the run replays exactly.
+4. Prints live feedback once a second (policy state, steps, latency, the scene's points), stops when
+   the task is complete or after --steps actions, prints the sim's score and writes the rollout as a
+   strip of camera frames beside the goal (WORKDIR/rollout.png).
 """
 
 from __future__ import annotations
@@ -17,26 +21,26 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-DEFAULT_TARGET = (0.38, 0.12, 0.02)  # m, base frame: forward-left of the start pose, near the table
+STRIP_FRAMES = 6  # camera frames in the rollout strip (first, last and evenly between)
+STRIP_HEIGHT = 180  # px per tile
 
 
 def _log(message: str) -> None:
     print(f"[mqe-demo] {message}", flush=True)
 
 
-def write_goal_image(target: tuple[float, float, float], path: Path, image_size: int, scene_seed: int) -> Path:
-    """The sim camera's view with the end-effector at `target`, gripper open, written atomically."""
+def write_png(rgb: np.ndarray, path: Path) -> Path:
+    """`rgb` as PNG at `path`, written atomically."""
     import cv2
 
-    from mqe.synthetic_scene import render_tabletop
-
-    rgb = render_tabletop(np.asarray(target, np.float64), 1.0, image_size=image_size, scene_seed=scene_seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp.png")
     if not cv2.imwrite(str(temporary), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
@@ -45,90 +49,144 @@ def write_goal_image(target: tuple[float, float, float], path: Path, image_size:
     return path
 
 
-def parse_target(text: str) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"--target {text!r}: expected X,Y,Z in metres, e.g. 0.38,0.12,0.02")
-    return values
+def find_policy(model: Path | None, workdir: Path) -> Path:
+    """--model, else the kept sim policy, else one trained now with the kept policy's recipe."""
+    from mqe.sim import demo_policy
+    from mqe.demo import find_export
+
+    if model is not None:
+        return model
+    for candidate in (demo_policy.KEPT_EXPORT, workdir / "sim_policy" / "export"):
+        if find_export(candidate) is not None:
+            return candidate
+    _log(f"no kept policy in {demo_policy.KEPT_EXPORT}: training one with its recipe into {workdir / 'sim_policy'} "
+         "(python -m mqe.sim.demo_policy; tens of minutes on 2 cores)")
+    subprocess.run([sys.executable, "-m", "mqe.sim.demo_policy", "--out", str(workdir / "sim_policy")], check=True)
+    return workdir / "sim_policy" / "export"
+
+
+def rollout_strip(frames: list[np.ndarray], goal: np.ndarray, caption: str) -> np.ndarray:
+    """The goal, then STRIP_FRAMES frames of the run (first, last and evenly between), one row."""
+    import cv2
+
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(STRIP_FRAMES, len(frames))).round().astype(int))
+
+    def tile(image: np.ndarray, label: str) -> np.ndarray:
+        width = round(image.shape[1] * STRIP_HEIGHT / image.shape[0])
+        tile = cv2.resize(image, (width, STRIP_HEIGHT), interpolation=cv2.INTER_AREA).copy()
+        cv2.putText(tile, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        return tile
+
+    tiles = [tile(goal, "goal")] + [tile(frames[i], f"frame {i}") for i in picks]
+    strip = np.concatenate(tiles, axis=1)
+    banner = np.full((26, strip.shape[1], 3), 30, np.uint8)
+    cv2.putText(banner, caption, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.concatenate([banner, strip], axis=0)
+
+
+class FrameKeeper:
+    """Keeps every camera frame of the run (a subscriber in the demo's own process)."""
+
+    def __init__(self, context):
+        from rclpy.node import Node
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+
+        from widowx_bridge import topics
+
+        self.node = Node("mqe_demo_frames", context=context)
+        self.frames: list[np.ndarray] = []
+        self._lock = threading.Lock()
+        self.node.create_subscription(Image, topics.CAMERA_IMAGE, self._on_frame, qos_profile_sensor_data)
+
+    def _on_frame(self, message) -> None:
+        from widowx_bridge.topics import image_from_msg
+
+        with self._lock:
+            self.frames.append(image_from_msg(message))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mqe-demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--goal", type=Path, help="goal image (default: render the sim scene at --target)")
-    parser.add_argument("--target", type=parse_target, default=DEFAULT_TARGET, help="goal end-effector position X,Y,Z (m)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="how long the closed loop runs")
-    parser.add_argument("--workdir", type=Path, default=Path("artifacts/demo"), help="mqe.demo's data/run/export directory")
-    parser.add_argument("--training-steps", type=int, default=None, help="training steps if no export exists yet")
+    parser.add_argument("--task", default="single_pnp", help="mqe.sim task (single_pnp, double_pnp, ..., open_drawer)")
+    parser.add_argument("--seed", type=int, default=1000, help="task seed (1000.. are layouts no training data used)")
+    parser.add_argument("--model", type=Path, help="a policy written by mqe-export (default: the kept sim policy)")
+    parser.add_argument("--steps", type=int, default=80, help="most actions before the run stops")
+    parser.add_argument("--workdir", type=Path, default=Path("artifacts/demo"), help="goal image, rollout, trained policy")
     options = parser.parse_args(argv)
 
     # An isolated loopback domain: the simulated system never meets a real robot's topics.
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(102, 200)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
+    os.environ.setdefault("MUJOCO_GL", "egl")
 
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
-    from mqe.demo import DEMO_STEPS, ensure_demo_policy
+    from mqe import sim
+    from mqe_policy import system
     from mqe_policy.run import InProcessSystem
-    from widowx_bridge.camera_node import DEFAULTS as CAMERA_DEFAULTS
 
     started = time.monotonic()
-    export = ensure_demo_policy(options.workdir, options.training_steps or DEMO_STEPS)
-    _log(f"policy: {export}")
-    if options.goal is None:
-        goal = write_goal_image(options.target, options.workdir / "goal_target.png",
-                                CAMERA_DEFAULTS["synthetic_image_size"], CAMERA_DEFAULTS["synthetic_scene_seed"])
-        _log(f"goal: the sim scene with the end-effector at {options.target} m -> {goal}")
-    else:
-        goal = options.goal
-        _log(f"goal: {goal}")
-    target = np.asarray(options.target)
-
-    from mqe_policy import system
+    try:
+        task = sim.make_task(options.task, options.seed)
+    except ValueError as error:
+        print(f"mqe-demo: {error}", file=sys.stderr)
+        return 2
+    model = find_policy(options.model, options.workdir)
+    _log(f"policy: {model}")
+    goal_rgb = sim.render_goal_image(task)
+    goal = write_png(goal_rgb, options.workdir / f"goal_{task.name}_seed{task.seed}.png")
+    _log(f"task {task.name} seed {task.seed}: {task.instruction}; goal image {goal}")
+    _log(f"rubric: {task.rubric}")
+    clock = options.workdir / "tabletop_lockstep.yaml"
+    clock.write_text("widowx_arm:\n  ros__parameters:\n    sim_clock: lockstep\n")
 
     system.apply_dds_environment()
     rclpy.init(args=["mqe-demo"], signal_handler_options=SignalHandlerOptions.NO)
+    keeper = None
     try:
-        arguments = {"goal": str(goal), "model": str(export), "use_sim": "true", "camera": "synthetic"}
+        arguments = {"goal": str(goal), "model": str(model), "use_sim": "true", "sim_task": task.name,
+                     "sim_seed": str(task.seed), "params_file": str(clock)}
         with InProcessSystem(arguments) as running:
-            policy, arm = running.nodes["policy"], running.nodes["widowx_arm"]
-            position = lambda: arm.controller.commanded_pose[:3, 3].copy()  # noqa: E731
-            start_position, first_steps = position(), None
-            _log(f"running camera(sim) + arm(sim) + policy for {options.seconds:g} s; start EE {np.round(start_position, 3)} m")
-            print(f"{'t s':>5} {'state':<18} {'steps-to-goal':>13} {'latency ms':>10} {'rate Hz':>7}  EE xyz (m)            to target (m)")
+            keeper = FrameKeeper(running.context or rclpy.get_default_context())
+            running.add_node(keeper.node)
+            policy, tabletop = running.nodes["policy"], running.nodes["widowx_arm"]
+            _log(f"running the simulated tabletop (arm + camera, lockstep clock) + the policy node; up to {options.steps} actions")
+            print(f"{'t s':>5} {'state':<18} {'steps':>5} {'latency ms':>10}  points")
             begin = time.monotonic()
-            while time.monotonic() - begin < options.seconds and running.spinning():
+            while running.spinning():
                 time.sleep(1.0)
-                feedback = policy.loop.feedback()
-                if first_steps is None and np.isfinite(feedback.steps_to_goal):
-                    first_steps = feedback.steps_to_goal
-                xyz = position()
-                print(f"{time.monotonic() - begin:5.1f} {feedback.state:<18} {feedback.steps_to_goal:13.1f} "
-                      f"{feedback.latency_ms:10.1f} {feedback.rate_hz:7.2f}  {np.array2string(xyz, precision=3):<21} "
-                      f"{np.linalg.norm(xyz - target):.3f}", flush=True)
+                feedback, score = policy.loop.feedback(), tabletop.score()
+                print(f"{time.monotonic() - begin:5.1f} {feedback.state:<18} {score['steps']:5d} {feedback.latency_ms:10.1f}  "
+                      f"{score['points']}/{score['max_points']}", flush=True)
+                if score["points"] == score["max_points"] or score["steps"] >= options.steps:
+                    break
             policy.loop.stop()
-            final = policy.loop.feedback()
-            final_position = position()
-    except (ValueError, RuntimeError) as error:  # refusals: bad model or goal image, camera errors
+            time.sleep(0.5)  # the action in flight lands and its frame arrives
+            final, score = policy.loop.feedback(), tabletop.score()
+    except (ValueError, RuntimeError) as error:  # refusals: bad model or goal image
         print(f"mqe-demo: refusing to start: {error}", file=sys.stderr)
         return 2
     finally:
         rclpy.try_shutdown()
 
-    before, after = np.linalg.norm(start_position - target), np.linalg.norm(final_position - target)
+    complete = score["points"] == score["max_points"]
+    caption = (f"{task.name} seed {task.seed}: {score['points']}/{score['max_points']} points after {score['steps']} "
+               f"steps ({'complete' if complete else 'not complete'})")
+    strip = write_png(rollout_strip(keeper.frames, goal_rgb, caption), options.workdir / "rollout.png") if keeper.frames else None
     print("\nsummary")
-    print(f"  actions published      {final.actions_published} in {options.seconds:g} s "
-          f"(skipped busy {final.ticks_skipped_busy}, held by watchdogs {final.ticks_blocked}, errors {final.errors})")
-    print(f"  end-effector           start {np.round(start_position, 3)} -> final {np.round(final_position, 3)} m")
-    print(f"  distance to the goal   {before:.3f} m -> {after:.3f} m")
-    if first_steps is not None and np.isfinite(final.steps_to_goal):
-        print(f"  critic steps-to-goal   {first_steps:.1f} -> {final.steps_to_goal:.1f}")
-    verdict = "yes" if after < before - 0.005 else "no"
-    print(f"  moved toward the goal: {verdict} (a {DEMO_STEPS}-step synthetic-data policy is a smoke test, not a trained robot policy)")
+    print(f"  task                   {task.name} seed {task.seed}: {task.instruction}")
+    print(f"  actions published      {final.actions_published} (skipped busy {final.ticks_skipped_busy}, "
+          f"held by watchdogs {final.ticks_blocked}, errors {final.errors}); arm steps {score['steps']}")
+    for target in score["details"]["targets"]:
+        print(f"  target                 {target['object']} -> {target['region']}: "
+              f"{'1 point' if target['point'] else '0 points'} ({', '.join(f'{k}={v}' for k, v in target.items() if k not in ('object', 'region', 'point'))})")
+    print(f"  score                  {score['points']}/{score['max_points']} points (sim/score)")
+    print(f"  completed the task:    {'yes' if complete else 'no'}")
+    if strip is not None:
+        print(f"  rollout                {strip} ({len(keeper.frames)} camera frames)")
     print(f"  total time             {time.monotonic() - started:.0f} s")
     return 0
 

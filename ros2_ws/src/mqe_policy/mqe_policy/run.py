@@ -75,6 +75,11 @@ class InProcessSystem:
         self._thread.start()
         return self
 
+    def add_node(self, node) -> None:
+        """Spin one more node with the system (a tool's own subscriber); it is destroyed with the system."""
+        self._executor.add_node(node)
+        self.nodes[node.get_name()] = node
+
     def _spin(self) -> None:
         try:
             self._executor.spin()

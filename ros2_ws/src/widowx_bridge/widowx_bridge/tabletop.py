@@ -209,13 +209,16 @@ class TabletopNode(ArmNode):
             self.camera.request_frame()
         return result
 
-    def _on_score(self, request, response):
+    def score(self) -> dict:
+        """sim/score's answer: the scene scored now, with the task instance and the clock."""
         with self.world.lock:
             points, max_points, details = sim.score(self.world, self.task)
-            answer = {"task": self.task.name, "seed": self.task.seed, "points": points, "max_points": max_points,
-                      "details": details, "steps": self.steps, "sim_time_s": round(self.world.time, 3),
-                      "late_s": round(self.physics.late_s, 3) if self.physics is not None else 0.0}
-        response.success, response.message = True, json.dumps(answer)
+            return {"task": self.task.name, "seed": self.task.seed, "points": points, "max_points": max_points,
+                    "details": details, "steps": self.steps, "sim_time_s": round(self.world.time, 3),
+                    "late_s": round(self.physics.late_s, 3) if self.physics is not None else 0.0}
+
+    def _on_score(self, request, response):
+        response.success, response.message = True, json.dumps(self.score())
         return response
 
     def destroy_node(self):
