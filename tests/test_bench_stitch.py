@@ -43,3 +43,10 @@ def test_smoke_run_end_to_end(tmp_path):
     assert train["terminals"].sum() == report["data"]["episodes"]["train"]
     assert -1.0 <= report["diagnostics"]["mqe"][0]["spearman_steps_to_go"] <= 1.0  # MQE has a critic distance
     assert report["diagnostics"]["gcbc"] == [None]
+    # every trial as an mqe-eval results record: mqe-eval's report reads them
+    from mqe_policy.evaluation.report import write_report
+
+    files = write_report(tmp_path / "results.jsonl", tmp_path / "report", resamples=100)
+    table_text = files["table.md"].read_text()
+    assert "| Task | gcbc | mqe |" in table_text and "| open_drawer_and_place |" in table_text
+    assert files["progress.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

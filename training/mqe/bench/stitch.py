@@ -198,6 +198,25 @@ def steps_to_go_correlation(agent, out: Path) -> dict | None:
             "first_state_distance_vs_length": first[:10]}
 
 
+def write_eval_records(path: Path, report: dict, tasks) -> None:
+    """Every trial as an mqe-eval results record (the fields mqe-eval's report reads: record, run_id,
+    task, trial, method, points, max_points, progress, scorer), so `mqe-eval report PATH --out DIR`
+    draws the Table 5 layout, the Fig. 4 bars and the bootstrap differences from this run. Written
+    here, not through mqe_policy (the learner's benchmarks do not import the ROS packages)."""
+    from mqe.files import atomic_write_bytes
+
+    lines = [{"record": "session", "protocol": report["command"], "protocol_name": "mqe-bench stitch", "mode": "open",
+              "target": "sim (no-ROS runner)", "methods": {a: "trained in-process" for a in report["agents"]}}]
+    for agent, per_task in report["results"].items():
+        for task in tasks:
+            for trial, (points, max_points) in enumerate(per_task[task]):
+                lines.append({"record": "run", "run_id": f"{task}/{trial}/{agent}", "task": task, "trial": trial,
+                              "method": agent, "label": agent, "points": points, "max_points": max_points,
+                              "progress": points / max_points, "scorer": "mqe.sim.score (widowx_bridge.sim_episode)"})
+    text = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    atomic_write_bytes(path, lambda handle: handle.write(text))
+
+
 def mean_se(values: list[float]) -> tuple[float, float]:
     values = np.asarray(values, float)
     se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
@@ -283,6 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
               "wall_seconds": round(time.perf_counter() - started, 1), "machine": machine_facts(),
               "results": {a: {t: [list(x) for x in v] for t, v in r.items()} for a, r in results.items()}}
     (out / "results.json").write_text(json.dumps(report, indent=1))
+    write_eval_records(out / "results.jsonl", report, tasks)
     print(table(results, tasks))
     for agent_name, entries in diagnostics.items():
         rhos = [e["spearman_steps_to_go"] for e in entries if e]
