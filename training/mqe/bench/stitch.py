@@ -169,7 +169,7 @@ def evaluate(agent, scale: np.ndarray, tasks, trials: int, first_trial: int, hor
                 return (np.clip(action, -1.0, 1.0) * scale).astype(np.float64)
 
             steps = horizon * sim.make_task(task_name, trial, world).max_points
-            result = run_episode(task_name, trial, policy, steps=steps, image_size=16, world=world)
+            result = run_episode(task_name, trial, policy, steps=steps, world=world, render=False)
             results[task_name].append((result.points, result.max_points))
     world.close()
     return results

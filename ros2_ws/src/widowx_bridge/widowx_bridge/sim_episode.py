@@ -45,20 +45,26 @@ CONTROL_PERIOD = 1.0 / DEFAULT_CONTROL_RATE_HZ
 STEPPED_STATUSES = ("applied", "ik_failure", "rejected")
 
 
-def observation(world: sim.World, goal_image: np.ndarray, frame_size: tuple[int, int], gripper_open: bool) -> dict:
-    """What a policy sees: the camera frame (width, height) and the goal image, and the Bridge state."""
+def observation(world: sim.World, goal_image: np.ndarray | None, frame_size: tuple[int, int] | None,
+                gripper_open: bool) -> dict:
+    """What a policy sees: the camera frame (width, height) and the goal image, and the Bridge state.
+    frame_size None: no camera (state-based policies), no "image" / "goal_image"."""
     state = np.concatenate([state_from_pose(world.ee_pose()), [1.0 if gripper_open else 0.0]])
+    if frame_size is None:
+        return {"state": state.astype(np.float32)}
     return {"image": world.render(*frame_size), "goal_image": goal_image, "state": state.astype(np.float32)}
 
 
 def run_episode(task_name: str, seed: int, policy: Callable[[dict], np.ndarray], steps: int = 60,
                 image_size: int = 256, world: sim.World | None = None,
-                config: ControlConfig = ControlConfig(), frame_size: tuple[int, int] | None = None) -> EpisodeResult:
-    """`frame_size` (width, height) renders camera and goal at that size instead of image_size squared."""
+                config: ControlConfig = ControlConfig(), frame_size: tuple[int, int] | None = None,
+                render: bool = True) -> EpisodeResult:
+    """`frame_size` (width, height) renders camera and goal at that size instead of image_size squared;
+    render=False renders nothing (a state-based policy: software rendering is most of a step's cost)."""
     world = world or sim.World()
-    frame_size = frame_size or (image_size, image_size)
+    frame_size = (frame_size or (image_size, image_size)) if render else None
     task = sim.make_task(task_name, seed, world)
-    goal_image = sim.render_goal_image(task, world, *frame_size)
+    goal_image = sim.render_goal_image(task, world, *frame_size) if render else None
     world.reset(task.start)
     controller = ArmController(MujocoArmBackend(world), config)
     statuses: dict[str, int] = {}
