@@ -59,6 +59,7 @@ def _each_primitive_completes_on_at_least_two_of_three_seeds():
             except PrimitiveFailed:
                 continue
             assert recorded["primitive"] == primitive and recorded["images"].shape[1:] == (16, 16, 3)
+            np.testing.assert_array_equal(recorded["plate_xy"], world.plate_xy().astype(np.float32))
             assert _end_state_reached(world, primitive, recorded), (primitive, seed)
             completed[primitive].append(seed)
     assert all(len(seeds) >= 2 for seeds in completed.values()), completed

@@ -188,7 +188,8 @@ PRIMITIVES = tuple(_SETUPS)
 
 
 def record_primitive(world: World, primitive: str, seed: int, image_size: int = 256) -> dict:
-    """One episode of `primitive` for `seed`: its arrays; raises PrimitiveFailed("<reason>") when it fails."""
+    """One episode of `primitive` for `seed`: its arrays; raises PrimitiveFailed("<reason>") when it fails.
+    plate_xy is the episode's plate: the drawer primitives may have moved it off the seed's layout."""
     if primitive not in _SETUPS:
         raise ValueError(f"primitive: unknown {primitive!r}, expected one of {PRIMITIVES}")
     episode = _SETUPS[primitive](world, seed)
@@ -225,7 +226,7 @@ def record_primitive(world: World, primitive: str, seed: int, image_size: int = 
     return {"states": np.array(states, np.float32), "actions": np.array(actions, np.float32),
             "images": np.stack(images), "objects": np.array(privileged, np.float32),
             "drawer": np.array(drawer, np.float32), "instruction": episode.instruction, "seed": seed,
-            "primitive": primitive}
+            "primitive": primitive, "plate_xy": world.plate_xy().astype(np.float32)}
 
 
 def record_pick_place(world: World, seed: int, image_size: int = 256) -> dict:
@@ -278,7 +279,7 @@ def generate(out: str | Path, episodes: int, seed: int = 0, image_size: int = 25
             sidecar = out / "sim_privileged" / split / f"{file_path.replace('/', '_')}.npz"
             sidecar.parent.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(sidecar, objects=recorded["objects"], drawer=recorded["drawer"],
-                                object_names=np.array(scene.OBJECTS))
+                                object_names=np.array(scene.OBJECTS), plate_xy=recorded["plate_xy"])
             written += 1
             attempt += 1
             stats["written"] += 1
