@@ -66,7 +66,8 @@ def primitive_of(seed: int) -> str:
 def generate(out: Path, episodes: int, seed: int, workers: int = 1, log=print) -> dict:
     """train.npz / val.npz of single-primitive episodes (PRIMITIVE_MIX), recorded by `workers` spawned
     processes in seed order (the same dataset for any worker count). The state vector is rebuilt from
-    the recorded Bridge state, the privileged arrays (objects, drawer) and the seed's layout."""
+    the recorded Bridge state, the privileged arrays (objects, drawer), the episode's plate and the
+    seed's cabinet."""
     import concurrent.futures
     import multiprocessing
 
@@ -94,9 +95,9 @@ def generate(out: Path, episodes: int, seed: int, workers: int = 1, log=print) -
                 if isinstance(recorded, str):
                     failures[recorded] = failures.get(recorded, 0) + 1
                     continue
-                layout = random_layout(data_seed, layout_world)
+                layout = random_layout(data_seed, layout_world)  # the cabinet never moves; the plate may have
                 steps = len(recorded["states"])
-                fixtures = np.tile(np.concatenate([layout.plate_xy, layout.cabinet_xy]), (steps, 1))
+                fixtures = np.tile(np.concatenate([recorded["plate_xy"], layout.cabinet_xy]), (steps, 1))
                 observations.append(np.concatenate([recorded["states"], recorded["objects"].reshape(steps, -1),
                                                     recorded["drawer"][:, None], fixtures], axis=1))
                 actions.append(recorded["actions"])
