@@ -6,7 +6,7 @@ last state of i's trajectory. A transition (s_t, a_t, s_{t+1}) exists for every 
 For a transition at t in a trajectory ending at T (issue #2, paper Eq. 3 and 8):
   value goal       g = s_{t + min(K, T - t)},      K ~ Geom(1 - gamma), support {1, 2, ...}
   waypoint         w = s_{t + k'},  k' = min(Geom(1 - lambda), K, T - t); with probability p, k' = 1
-  actor goal       uniform over s_{t+1} .. s_T (or geometric like the value goal); with probability
+  actor goal       uniform over s_{t+1} .. s_T (or geometric like the value goal, or s_T); with probability
                    actor_p_randomgoal a random dataset state (OGBench's stitch datasets: 0.5)
 Baselines mix in the current state or a random dataset state as value goal (OGBench's
 p_curgoal / p_trajgoal / p_randomgoal); MQE uses trajectory goals only.
@@ -26,7 +26,7 @@ def get_config() -> dict:
         p_next_waypoint=0.2,  # probability p that the waypoint is s_{t+1} (one-step backup)
         value_p_curgoal=0.0,  # probability the value goal is the current state (GCIQL)
         value_p_randomgoal=0.0,  # probability the value goal is a random dataset state (GCIQL, QRL)
-        actor_goal="uniform",  # "uniform" over the rest of the trajectory, or "geometric"
+        actor_goal="uniform",  # "uniform" over the rest of the trajectory, "geometric", or "final" (its last state)
         actor_p_randomgoal=0.0,  # probability the actor goal is a random dataset state (OGBench stitch: 0.5)
     )
 
@@ -79,8 +79,11 @@ def sample_goal_indices(
         actor_steps = rng.integers(1, remaining + 1, size=size)
     elif config["actor_goal"] == "geometric":
         actor_steps = np.minimum(rng.geometric(1.0 - config["gamma"], size=size), remaining)
+    elif config["actor_goal"] == "final":  # single-primitive data whose goal images are end states (mqe.sim)
+        actor_steps = remaining
     else:
-        raise ValueError(f"goal sampling: actor_goal must be 'uniform' or 'geometric', got {config['actor_goal']!r}")
+        raise ValueError(
+            f"goal sampling: actor_goal must be 'uniform', 'geometric' or 'final', got {config['actor_goal']!r}")
 
     actor_goal = index + actor_steps
     if config["actor_p_randomgoal"] > 0:  # drawn only when used: runs without it keep their random stream

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-TRUNKS = ("resnet34", "small_conv", "mlp")
+TRUNKS = ("resnet34", "small_conv", "small_conv_spatial", "mlp")
 
 
 class ObservationSpec(NamedTuple):
@@ -61,20 +61,46 @@ class ImageTrunk(nn.Module):
         return self.backbone((x - self.mean) / self.std)
 
 
+def stride2_convs(channels: Sequence[int]) -> list[nn.Module]:
+    """3x3 stride-2 convs + ReLU from RGB through `channels`."""
+    layers: list[nn.Module] = []
+    in_channels = 3
+    for out_channels in channels:
+        layers += [nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1), nn.ReLU()]
+        in_channels = out_channels
+    return layers
+
+
 class SmallConv(nn.Module):
     """A few stride-2 3x3 convs + ReLU and a global average pool: fast on CPU, for tests and demos."""
 
     def __init__(self, channels: Sequence[int]):
         super().__init__()
-        layers: list[nn.Module] = []
-        in_channels = 3
-        for out_channels in channels:
-            layers += [nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1), nn.ReLU()]
-            in_channels = out_channels
-        self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.net = nn.Sequential(*stride2_convs(channels), nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class SpatialSmallConv(nn.Module):
+    """SmallConv's convs, then per channel the soft-argmax (x, y) of its map (spatial softmax,
+    Levine et al. 2016) beside its average: 3 * C features. The global average pool alone keeps
+    almost no "where", and a pick-and-place policy has to know where the object and the gripper are."""
+
+    def __init__(self, channels: Sequence[int]):
+        super().__init__()
+        self.convs = nn.Sequential(*stride2_convs(channels))
+        self.out_dim = 3 * channels[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = self.convs(x)
+        height, width = maps.shape[-2:]
+        weights = torch.softmax(maps.flatten(2), dim=-1)  # [B, C, H*W]
+        ys = torch.linspace(-1.0, 1.0, height, device=x.device, dtype=x.dtype)
+        xs = torch.linspace(-1.0, 1.0, width, device=x.device, dtype=x.dtype)
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        keypoints = weights @ torch.stack([grid_x.flatten(), grid_y.flatten()], dim=-1)  # [B, C, 2]
+        return torch.cat([keypoints.flatten(1), maps.mean(dim=(-2, -1))], dim=-1)
 
 
 class StateTrunk(nn.Module):
@@ -102,9 +128,9 @@ class StateTrunk(nn.Module):
 def get_trunk_config() -> dict:
     """The trunk's hyperparameters; every agent's get_config() includes them (flat, as make_trunk reads them)."""
     return dict(
-        trunk="resnet34",  # observation trunk: "resnet34" | "small_conv" (images) | "mlp" (states)
+        trunk="resnet34",  # observation trunk: "resnet34" | "small_conv" | "small_conv_spatial" (images) | "mlp" (states)
         trunk_weights=None,  # torchvision resnet34-*.pth for every ResNet34 trunk; None = random init (warns)
-        small_conv_channels=(32, 64, 128, 256),  # small_conv trunk: channels of its stride-2 convs
+        small_conv_channels=(32, 64, 128, 256),  # small_conv(_spatial) trunks: channels of their stride-2 convs
         state_trunk_dims=(),  # mlp trunk: hidden dims before the heads; () feeds the raw state (OGBench)
     )
 
@@ -125,6 +151,9 @@ def make_trunk(config: dict, observation_spec: ObservationSpec | tuple) -> nn.Mo
     if name == "small_conv":
         channels = tuple(config["small_conv_channels"])
         return ImageTrunk(SmallConv(channels), channels[-1], spec.size)
+    if name == "small_conv_spatial":
+        backbone = SpatialSmallConv(tuple(config["small_conv_channels"]))
+        return ImageTrunk(backbone, backbone.out_dim, spec.size)
     backbone = ResNet34()
     if config["trunk_weights"]:
         load_resnet34_weights(backbone, config["trunk_weights"])
