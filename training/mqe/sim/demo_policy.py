@@ -3,16 +3,23 @@
 Regenerates scripted pick-and-place-onto-the-plate episodes (mqe.sim.dataset), trains the recipe
 below with mqe-train, exports it with mqe-export and scores it on held-out single_pnp seeds:
 
-    DIR/data    bridge_dataset 1.0.0 (EPISODES episodes at DATA_IMAGE_SIZE, train seeds 0.., val 500000..)
+    DIR/data    bridge_dataset 1.0.0 (EPISODES pick_place_plate episodes at DATA_IMAGE_SIZE, train seeds 0..,
+                val 500000..)
     DIR/run     the training run (config.json, metrics.jsonl, checkpoints/)
     DIR/export  the ONNX policy (goal_encoder.onnx, policy.onnx)
 
 The recipe: GCBC, the small_conv_spatial trunk (stride-2 convs, then per-channel soft-argmax
 keypoints beside the channel averages: a policy that picks things must know where they are) at
 POLICY_IMAGE_SIZE, the actor's goal always the episode's last frame (the sim's goal images are end
-states with the arm back at the start pose, like those frames), no image augmentation (the sim's
-camera does not move; colour and light already vary per seed). Everything is seeded: the same
-command gives the same data and the same run.
+states with the arm back at the start pose, like those frames), random-crop and brightness/contrast/
+saturation augmentation shared by observation and goal (without it the run overfits: validation MSE
+stays at 0.42 while the training MSE falls to 0.19). Everything is seeded: the same command gives the
+same data and the same run.
+
+Status (measured 2026-12-03, 2 shared cores): NOT yet a working policy. This recipe (8000 steps,
+1424 s, load 4-5) scores 0/20 on single_pnp seeds 1000-1019 at 60 steps: it has learned the motion
+(reach, descend, close, lift, carry toward the plate, release) but not which object or where
+exactly. Runs without augmentation or with 6000 steps of a [32,64,64] trunk also scored 0/20.
 
 `evaluate_single_pnp(export_dir, seeds, steps)` runs closed-loop episodes through
 widowx_bridge.sim_episode in a spawned process that never imports TensorFlow (TensorFlow and
@@ -31,7 +38,7 @@ from pathlib import Path
 EPISODES = 400  # train + val (val: a tenth)
 DATA_IMAGE_SIZE = 128  # image_0 of the generated episodes
 POLICY_IMAGE_SIZE = 64
-STEPS = 6000
+STEPS = 8000
 EVAL_SEEDS = tuple(range(1000, 1020))  # single_pnp layouts the generator never used (train 0.., val 500000..)
 EVAL_STEPS = 60  # 12 s at 5 Hz; the scripted episodes take 40-55 steps
 OVERRIDES = [
@@ -47,9 +54,10 @@ OVERRIDES = [
     "progress=false",
     "device=cpu",
     "cpu_threads=1",  # a model this small gains nothing from intra-op threads on a shared CPU
-    "augment.enabled=false",
+    "augment.hue=0.0",  # a hue shift turns the red cube into the orange carrot
     "agent.trunk=small_conv_spatial",
-    "agent.small_conv_channels=[32,64,64]",
+    "agent.small_conv_channels=[32,64,128]",
+    "agent.lr=0.001",
     "agent.actor_hidden_dims=[256,256]",
     "agent.goal_sampling.actor_goal=final",
 ]
@@ -68,7 +76,7 @@ def make_data(data_dir: Path, episodes: int = EPISODES) -> Path:
         _log(f"found the dataset in {version_dir}")
         return version_dir
     path, stats = generate(data_dir, episodes, seed=0, image_size=DATA_IMAGE_SIZE, overwrite=True,
-                           log=lambda *args, **kwargs: None)
+                           log=lambda *args, **kwargs: None, primitives=("pick_place_plate",))
     _log(f"wrote {stats['written']} pick-and-place episodes at {DATA_IMAGE_SIZE} px to {path} in "
          f"{stats['seconds']:.0f} s (discarded primitives: {stats['failures'] or 'none'})")
     return Path(path)
