@@ -16,7 +16,7 @@ import pytest
 
 from mqe_policy import parameters, system
 from mqe_policy import topics as policy_topics
-from widowx_bridge import arm_node, camera_node
+from widowx_bridge import arm_node, camera_node, tabletop
 from widowx_bridge import topics as bridge_topics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def topic_names() -> set[str]:
 
 
 NODE_PARAMETERS = {"policy": {*parameters.policy_defaults(), "goal_dir"}, "camera": set(camera_node.DEFAULTS),
-                   "widowx_arm": set(arm_node.DEFAULTS)}
+                   "widowx_arm": set(arm_node.DEFAULTS) | set(tabletop.DEFAULTS)}
 
 
 def check(command: str, scripts: dict[str, str], targets: set[str]) -> list[str]:

@@ -88,7 +88,7 @@ class Probe:
         return future.result()
 
     def score(self) -> dict:
-        response = self.call(Trigger, "sim/score", Trigger.Request())
+        response = self.call(Trigger, topics.SIM_SCORE, Trigger.Request())
         assert response.success
         return json.loads(response.message)
 
@@ -185,7 +185,7 @@ def test_an_episode_through_the_ros_stack_scores_like_the_episode_runner(tmp_pat
     probe = Probe()
     policy = None
     try:
-        assert wait_for(lambda: probe.call(Trigger, "sim/score", Trigger.Request()).success)
+        assert wait_for(lambda: probe.call(Trigger, topics.SIM_SCORE, Trigger.Request()).success)
         policy = probe.add(PolicyNode(context=probe.context, cli_args=[
             "--ros-args", "-p", f"model:={exported_policy('mqe')}", "-p", f"goal:={goal}", "-p", "threads:=1",
             "-p", "reject_identical_frames:=false", "-p", "fresh_frame_wait:=0.1"]))

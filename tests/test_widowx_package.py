@@ -18,11 +18,11 @@ def test_colcon_style_install_layout(tmp_path):
          "--single-version-externally-managed"],
         cwd=PACKAGE, check=True, capture_output=True, text=True, timeout=120)
     install = tmp_path / "install"
-    for executable in ("arm_node", "camera_node"):
+    for executable in ("arm_node", "camera_node", "sim_tabletop"):
         assert os.access(install / "lib" / "widowx_bridge" / executable, os.X_OK), executable
     share = install / "share"
     assert (share / "ament_index" / "resource_index" / "packages" / "widowx_bridge").is_file()
-    assert sorted(p.name for p in (share / "widowx_bridge" / "config").iterdir()) == ["arm.yaml", "camera.yaml"]
+    assert sorted(p.name for p in (share / "widowx_bridge" / "config").iterdir()) == ["arm.yaml", "camera.yaml", "tabletop.yaml"]
     assert (share / "widowx_bridge" / "package.xml").is_file()
 
 

@@ -40,6 +40,7 @@ from std_srvs.srv import Trigger
 from mqe import sim
 from mqe.sim import scene
 
+from widowx_bridge import topics
 from widowx_bridge.arm_node import NODE_NAME, ArmNode  # noqa: F401  NODE_NAME: this node is the arm node
 from widowx_bridge.backends.mujoco import MujocoArmBackend
 from widowx_bridge.camera_node import FramePublisher
@@ -48,7 +49,6 @@ from widowx_bridge.control import StepResult
 from widowx_bridge.params import declare_all, refuse_changes_at_run_time, run_node
 from widowx_bridge.sim_episode import CONTROL_PERIOD, STEPPED_STATUSES
 
-SIM_SCORE = "sim/score"  # std_srvs/Trigger: the scene scored now, JSON
 CLOCKS = ("realtime", "lockstep")
 # lockstep: s without a step after which the unchanged scene is published again, so a policy that
 # started after the last frame gets one; longer than a policy tick, so a running loop never sees it.
@@ -161,7 +161,7 @@ class TabletopNode(ArmNode):
         self.camera = WorldCamera(self.world, p["camera_rate_hz"], p["camera_width"], p["camera_height"], self.lockstep)
         self.frames = FramePublisher(self, self.camera, p["camera_frame_id"], p["camera_status_rate_hz"])
         self.camera.request_frame()  # lockstep: the first frame shows the start state
-        self.create_service(Trigger, SIM_SCORE, self._on_score)
+        self.create_service(Trigger, topics.SIM_SCORE, self._on_score)
         if not self.lockstep:
             self.physics = RealtimePhysics(self.world)
             self.physics.start()

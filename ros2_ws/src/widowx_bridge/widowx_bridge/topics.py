@@ -39,6 +39,9 @@ ARM_TORQUE_OFF = "arm/torque_off"  # emergency stop: motors go limp
 ARM_REBOOT_MOTORS = "arm/reboot_motors"
 ARM_RESET = "arm/reset"  # go to the start pose [0.3, 0, 0.15, 0, 0, 0, gripper open]
 
+# simulated tabletop only (widowx_bridge.tabletop), std_srvs/Trigger
+SIM_SCORE = "sim/score"  # the scene scored now: JSON {"task", "seed", "points", "max_points", "details", ...}
+
 
 class ActionMessageError(ValueError):
     pass

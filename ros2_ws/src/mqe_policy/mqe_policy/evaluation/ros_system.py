@@ -39,7 +39,6 @@ from mqe_policy.system import config_dir
 from widowx_bridge import topics as arm_topics
 
 ARM_NODE = "widowx_arm"
-SIM_SCORE = "sim/score"  # std_srvs/Trigger on the arm node in simulation
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
 # Frames: best effort (matches the camera's sensor-data publisher) with room for a burst.
 FRAMES = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=30, reliability=qos_profile_sensor_data.reliability)
@@ -138,13 +137,13 @@ class RosSystem:
         self.trigger(arm_topics.ARM_RESET, timeout=30.0)
 
     def sim_score(self, run: Run) -> dict:
-        response = self.trigger(SIM_SCORE)
+        response = self.trigger(arm_topics.SIM_SCORE)
         try:
             score = json.loads(response.message)
         except json.JSONDecodeError as error:
-            raise SystemUnavailable(f"{SIM_SCORE}: answer is not JSON ({error.msg}): {response.message[:200]!r}") from None
+            raise SystemUnavailable(f"{arm_topics.SIM_SCORE}: answer is not JSON ({error.msg}): {response.message[:200]!r}") from None
         if score.get("task") != run.task.sim_task or score.get("seed") != run.seed:
-            raise SystemUnavailable(f"{SIM_SCORE}: scored {score.get('task')}/{score.get('seed')}, expected {run.task.sim_task}/{run.seed}")
+            raise SystemUnavailable(f"{arm_topics.SIM_SCORE}: scored {score.get('task')}/{score.get('seed')}, expected {run.task.sim_task}/{run.seed}")
         return score
 
     def goal_path(self, run: Run) -> Path:
