@@ -71,7 +71,8 @@ RUNTIME_SETTABLE = ("sim_task", "sim_seed")
 
 class WorldCamera(CameraSource):
     """The world's over-the-shoulder camera: a frame at `rate_hz` (realtime) or one per
-    `request_frame()` (lockstep; and one after LOCKSTEP_IDLE_FRAME without a request). Renders under the world's lock, so a frame never shows half a step."""
+    `request_frame()` (lockstep; and one after LOCKSTEP_IDLE_FRAME without a request). Renders under
+    the world's lock, so a frame never shows half a step."""
 
     name = "sim"
 
