@@ -406,3 +406,26 @@ def test_goal_directory_is_never_the_current_directory(monkeypatch, tmp_path):
     assert system.default_goal_dir() == Path(sys.prefix) / "share" / "mqe_policy" / "goal_images"
     monkeypatch.setenv("MQE_GOAL_DIR", "/opt/goals")
     assert system.default_goal_dir() == Path("/opt/goals")
+
+
+ROBOT_IMPORTS_SCRIPT = """
+import importlib.abc, sys
+
+class NoMujoco(importlib.abc.MetaPathFinder):  # the robot image installs mqe without the [sim] extra
+    def find_spec(self, name, path=None, target=None):
+        if name == "mujoco" or name.startswith("mujoco."):
+            raise ImportError("no mujoco on the robot PC")
+
+sys.meta_path.insert(0, NoMujoco())
+from mqe_policy import system
+import mqe_policy.policy_node, mqe_policy.run, mqe_policy.evaluation.cli, widowx_bridge.arm_node, widowx_bridge.camera_node
+nodes = system.describe_nodes(system.resolve_arguments({"goal": "drawer.png", "model": "m"}))
+print([n.executable for n in nodes], "mujoco" in sys.modules)
+"""
+
+
+def test_robot_imports_no_mujoco():
+    """The robot PC runs the real system without MuJoCo: only the simulated tabletop imports it."""
+    done = subprocess.run([sys.executable, "-c", ROBOT_IMPORTS_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "['camera_node', 'arm_node', 'policy_node'] False"

@@ -25,7 +25,6 @@ from typing import Iterable, Mapping
 from mqe_policy.control import LoopConfig
 from widowx_bridge.arm_node import DEFAULTS as ARM_DEFAULTS
 from widowx_bridge.camera_node import DEFAULTS as CAMERA_DEFAULTS
-from widowx_bridge.tabletop import DEFAULTS as TABLETOP_DEFAULTS
 
 PACKAGE = "mqe_policy"
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent  # ros2_ws/src/mqe_policy in a source checkout
@@ -131,7 +130,7 @@ LAUNCH_ARGUMENTS: tuple[Argument, ...] = (
     Argument("use_sim", "false", "true: the simulated tabletop (MuJoCo arm, objects and camera; with another camera:=, the kinematic arm); false: the Interbotix arm", ("true", "false")),
     Argument("camera", "", "camera source: realsense | usb | replay | synthetic (mqe-make-dataset's 2-D scene) | sim (the tabletop's; default with use_sim:=true, else realsense)", ("",) + CAMERA_SOURCES),
     Argument("camera_path", "", "replay: a folder of images or a video file; usb: device index or path"),
-    Argument("camera_rate_hz", "", f"camera frame rate (default {TABLETOP_DEFAULTS['camera_rate_hz']:g} for the sim camera, else {CAMERA_DEFAULTS['rate_hz']:g}; the policy waits up to 1.5 frame periods for a fresh frame)"),
+    Argument("camera_rate_hz", "", f"camera frame rate (default: the sim camera's camera_rate_hz of config/tabletop.yaml, else {CAMERA_DEFAULTS['rate_hz']:g}; the policy waits up to 1.5 frame periods for a fresh frame)"),
     Argument("sim_task", "", "sim camera: the task instance the scene starts in and arm/reset returns to (default: from a goal named sim_<task>_seed<N>.png, else single_pnp)"),
     Argument("sim_seed", "", "sim camera: its seed (default: from the goal's name, else 0)"),
     Argument("rate_hz", str(LoopConfig.rate_hz), "policy control rate in Hz: one action per tick (BridgeData V2: 5)"),
@@ -198,7 +197,7 @@ def resolve_arguments(values: Mapping[str, str]) -> dict[str, str]:
     elif resolved["sim_task"] or resolved["sim_seed"]:
         raise SystemArgumentError("sim_task / sim_seed: only the sim camera's tabletop has a scene (camera:=sim)")
     if not resolved["camera_rate_hz"]:
-        resolved["camera_rate_hz"] = str(TABLETOP_DEFAULTS["camera_rate_hz"] if resolved["camera"] == "sim" else CAMERA_DEFAULTS["rate_hz"])
+        resolved["camera_rate_hz"] = str(CAMERA_DEFAULTS["rate_hz"])
     for name in ("rate_hz", "camera_rate_hz"):
         _positive_float(name, resolved[name])
     if not resolved["model"]:
@@ -212,8 +211,10 @@ def resolve_arguments(values: Mapping[str, str]) -> dict[str, str]:
 
 
 def _resolve_sim_scene(resolved: dict[str, str]) -> None:
-    """The sim camera is the simulated tabletop's: it needs use_sim:=true and the wx250s, and a scene."""
+    """The sim camera is the simulated tabletop's: it needs use_sim:=true and the wx250s, and a scene.
+    Imported here, not at the top: the robot PC's install has no MuJoCo (test_robot_imports_no_mujoco)."""
     from mqe.sim import TASKS
+    from widowx_bridge.tabletop import DEFAULTS as TABLETOP_DEFAULTS
 
     if resolved["use_sim"] != "true":
         raise SystemArgumentError("camera:=sim is the simulated tabletop's camera; it needs use_sim:=true")
@@ -226,6 +227,7 @@ def _resolve_sim_scene(resolved: dict[str, str]) -> None:
         raise SystemArgumentError(f"sim_task:={resolved['sim_task']}: expected one of {list(TASKS)}")
     if not resolved["sim_seed"].isdigit():
         raise SystemArgumentError(f"sim_seed:={resolved['sim_seed']}: expected a whole number >= 0")
+    resolved["camera_rate_hz"] = resolved["camera_rate_hz"] or str(TABLETOP_DEFAULTS["camera_rate_hz"])
 
 
 def resolve_goal(goal: str, goal_dir: str | Path) -> Path:
