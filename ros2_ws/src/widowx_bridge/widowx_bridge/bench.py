@@ -66,7 +66,7 @@ def bench_sim_render(image_size: int, repeats: int) -> tuple[str, float, float, 
         started = time.perf_counter()
         render_tabletop(xyz, 1.0, image_size)
         times.append((time.perf_counter() - started) * 1e3)
-    return (f"sim camera render {image_size}x{image_size}", *_percentiles(times), "")
+    return (f"synthetic camera render {image_size}x{image_size}", *_percentiles(times), "")
 
 
 def main(argv=None) -> None:
