@@ -358,9 +358,11 @@ def test_dds_profile_for_full_frames_is_set_unless_the_operator_chose_one():
     assert len(setters) == 1
 
 
-def test_model_defaults_to_the_demo_policy_or_mqe_model(monkeypatch):
+def test_model_defaults_to_the_kept_sim_policy_or_mqe_model(monkeypatch):
+    from mqe.sim.demo_policy import KEPT_EXPORT
+
     monkeypatch.delenv("MQE_MODEL", raising=False)
-    assert system.resolve_arguments({})["model"] == str(REPO / "artifacts" / "demo" / "export")
+    assert system.resolve_arguments({})["model"] == str(REPO / "training" / "mqe" / "sim" / "policy") == str(KEPT_EXPORT)
     monkeypatch.setenv("MQE_MODEL", "/opt/policies/drawer")
     assert system.resolve_arguments({})["model"] == "/opt/policies/drawer"
     assert system.resolve_arguments({"model": "/x"})["model"] == "/x"

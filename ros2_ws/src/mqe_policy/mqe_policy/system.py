@@ -87,12 +87,13 @@ def default_goal_dir() -> Path:
 
 
 def default_model_dir() -> Path | None:
-    """$MQE_MODEL, else (in a source checkout) the demo policy that mqe-demo leaves in
-    artifacts/demo/export, else None: an installed package has no policy of its own."""
+    """$MQE_MODEL, else (in a source checkout) the sim policy kept in the repository that mqe-demo
+    runs (training/mqe/sim/policy, mqe.sim.demo_policy.KEPT_EXPORT; named by path so that nothing
+    here imports the simulator), else None: an installed package has no policy of its own."""
     if os.environ.get("MQE_MODEL"):
         return Path(os.environ["MQE_MODEL"])
-    repository = find_repository_dir("ros2_ws")
-    return repository.parent / "artifacts" / "demo" / "export" if repository is not None else None
+    training = find_repository_dir("training")
+    return training / "mqe" / "sim" / "policy" if training is not None else None
 
 
 def config_dir(package: str = PACKAGE) -> Path:
@@ -125,7 +126,7 @@ ROBOT_MODELS = ("wx250s", "wx250")
 LAUNCH_ARGUMENTS: tuple[Argument, ...] = (
     Argument("goal", "", "goal image: a file name in goal_dir (e.g. drawer.png) or a path"),
     Argument("goal_dir", "", "directory of goal images (default: $MQE_GOAL_DIR, else the goal_images/ installed with mqe_policy)"),
-    Argument("model", "", "policy directory written by mqe-export (default: $MQE_MODEL; in a source checkout, artifacts/demo/export made by mqe-demo)"),
+    Argument("model", "", "policy directory written by mqe-export (default: $MQE_MODEL; in a source checkout, the kept sim policy training/mqe/sim/policy that mqe-demo runs)"),
     Argument("robot_model", ARM_DEFAULTS["robot_model"], "arm: wx250s (6-DOF, the BridgeData V2 arm) or wx250 (5-DOF)", ROBOT_MODELS),
     Argument("use_sim", "false", "true: the simulated tabletop (MuJoCo arm, objects and camera; with another camera:=, the kinematic arm); false: the Interbotix arm", ("true", "false")),
     Argument("camera", "", "camera source: realsense | usb | replay | synthetic (mqe-make-dataset's 2-D scene) | sim (the tabletop's; default with use_sim:=true, else realsense)", ("",) + CAMERA_SOURCES),
