@@ -270,6 +270,8 @@ def test_arguments_become_node_parameters():
 
 
 def test_a_sim_goal_name_chooses_the_tabletop_scene_and_bad_sim_arguments_are_refused():
+    named = system.SIM_GOAL_NAME.search(system.sim_goal_name("open_drawer_and_place", 12))
+    assert (named["task"], named["seed"]) == ("open_drawer_and_place", "12")  # the writer's name reads back
     tabletop, _ = system.describe_nodes(system.resolve_arguments({"goal": "sim_double_pnp_seed7.png", "use_sim": "true"}))
     assert (tabletop.parameters["sim_task"], tabletop.parameters["sim_seed"]) == ("double_pnp", 7)
     tabletop, _ = system.describe_nodes(system.resolve_arguments(

@@ -32,7 +32,7 @@ def test_demo_runs_the_tabletop_closed_loop_and_scores_it(tmp_path):
     assert re.search(r"completed the task:\s+(yes|no)", out)
     strip = cv2.imread(str(tmp_path / "rollout.png"))
     assert strip is not None and strip.shape[0] == demo.STRIP_HEIGHT + 26 and strip.shape[1] > 4 * demo.STRIP_HEIGHT
-    goal = cv2.imread(str(tmp_path / "goal_single_pnp_seed1000.png"))
+    goal = cv2.imread(str(tmp_path / "sim_single_pnp_seed1000.png"))
     assert goal.shape == (480, 640, 3) and goal.std() > 5
 
 

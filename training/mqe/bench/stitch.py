@@ -162,14 +162,15 @@ def evaluate(agent, scale: np.ndarray, tasks, trials: int, first_trial: int, hor
     for task_name in tasks:
         results[task_name] = []
         for trial in range(first_trial, first_trial + trials):
-            goal = torch.from_numpy(goal_vector(world, sim.make_task(task_name, trial, world))[None])
+            task = sim.make_task(task_name, trial, world)
+            goal = torch.from_numpy(goal_vector(world, task)[None])
 
             def policy(_observation: dict) -> np.ndarray:
                 with torch.no_grad():
                     action = agent.act(torch.from_numpy(state_vector(world)[None]), goal)[0].numpy()
                 return (np.clip(action, -1.0, 1.0) * scale).astype(np.float64)
 
-            steps = horizon * sim.make_task(task_name, trial, world).max_points
+            steps = horizon * task.max_points
             result = run_episode(task_name, trial, policy, steps=steps, world=world, render=False)
             results[task_name].append((result.points, result.max_points))
     world.close()

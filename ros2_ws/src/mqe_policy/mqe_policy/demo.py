@@ -7,7 +7,7 @@
    that recipe into WORKDIR/sim_policy (python -m mqe.sim.demo_policy, in a subprocess: its
    TensorFlow data loader and MuJoCo's renderer cannot share a process).
 2. The goal image: the task instance's goal state rendered by mqe.sim (objects at their targets, the
-   arm at the start pose), written to WORKDIR/goal_<task>_seed<seed>.png.
+   arm at the start pose), written to WORKDIR/sim_<task>_seed<seed>.png (goal_capture.write_sim_goal).
 3. Starts the system of `run.launch.py use_sim:=true` in this process (mqe_policy.system: the
    simulated tabletop, which is the arm node and the camera, and the policy node) on a private
    loopback ROS domain, with the tabletop's lockstep clock so that the run replays exactly.
@@ -35,18 +35,6 @@ STRIP_HEIGHT = 180  # px per tile
 
 def _log(message: str) -> None:
     print(f"[mqe-demo] {message}", flush=True)
-
-
-def write_png(rgb: np.ndarray, path: Path) -> Path:
-    """`rgb` as PNG at `path`, written atomically."""
-    import cv2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    if not cv2.imwrite(str(temporary), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {temporary}")
-    os.replace(temporary, path)
-    return path
 
 
 def find_policy(model: Path | None, workdir: Path) -> Path:
@@ -97,13 +85,12 @@ class FrameKeeper:
         self.node = Node("mqe_demo_frames", context=context)
         self.frames: list[np.ndarray] = []
         self._lock = threading.Lock()
+        self._decode = topics.image_from_msg
         self.node.create_subscription(Image, topics.CAMERA_IMAGE, self._on_frame, qos_profile_sensor_data)
 
     def _on_frame(self, message) -> None:
-        from widowx_bridge.topics import image_from_msg
-
         with self._lock:
-            self.frames.append(image_from_msg(message))
+            self.frames.append(self._decode(message))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.signals import SignalHandlerOptions
 
     from mqe import sim
+    from mqe.runtime import load_goal_image
     from mqe_policy import system
+    from mqe_policy.goal_capture import write_image, write_sim_goal
     from mqe_policy.run import InProcessSystem
 
     started = time.monotonic()
@@ -136,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model = find_policy(options.model, options.workdir)
     _log(f"policy: {model}")
-    goal_rgb = sim.render_goal_image(task)
-    goal = write_png(goal_rgb, options.workdir / f"goal_{task.name}_seed{task.seed}.png")
+    goal = write_sim_goal(task, options.workdir)
+    goal_rgb = load_goal_image(goal)
     _log(f"task {task.name} seed {task.seed}: {task.instruction}; goal image {goal}")
     _log(f"rubric: {task.rubric}")
     clock = options.workdir / "tabletop_lockstep.yaml"
@@ -175,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     complete = score["points"] == score["max_points"]
     caption = (f"{task.name} seed {task.seed}: {score['points']}/{score['max_points']} points after {score['steps']} "
                f"steps ({'complete' if complete else 'not complete'})")
-    strip = write_png(rollout_strip(keeper.frames, goal_rgb, caption), options.workdir / "rollout.png") if keeper.frames else None
+    strip = (write_image(rollout_strip(keeper.frames, goal_rgb, caption), options.workdir / "rollout.png", force=True)
+             if keeper.frames else None)
     print("\nsummary")
     print(f"  task                   {task.name} seed {task.seed}: {task.instruction}")
     print(f"  actions published      {final.actions_published} (skipped busy {final.ticks_skipped_busy}, "

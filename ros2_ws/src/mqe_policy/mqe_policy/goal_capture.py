@@ -104,6 +104,18 @@ def save_goal(rgb: np.ndarray, goal_dir: str | Path, name: str, force: bool = Fa
     return write_image(rgb, goal_path(goal_dir, name), force)
 
 
+def write_sim_goal(task, directory: str | Path) -> Path:
+    """The goal image of a simulated task instance (an mqe.sim.TaskInstance: its goal state rendered
+    by mqe.sim.render_goal_image), written whole into `directory` under system.sim_goal_name, so that
+    `goal:=` of that file starts the tabletop in that instance. Replaces an existing one."""
+    from mqe import sim
+    from mqe_policy.system import sim_goal_name
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    return write_image(sim.render_goal_image(task), directory / sim_goal_name(task.name, task.seed), force=True)
+
+
 def _labelled(rgb: np.ndarray, label: str, height: int) -> np.ndarray:
     scaled = cv2.resize(rgb, (max(1, round(rgb.shape[1] * height / rgb.shape[0])), height), interpolation=cv2.INTER_AREA)
     strip = np.zeros((LABEL_HEIGHT, scaled.shape[1], 3), np.uint8)

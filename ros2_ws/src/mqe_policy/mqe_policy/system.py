@@ -121,6 +121,11 @@ def apply_dds_environment() -> None:
 CAMERA_SOURCES = ("realsense", "usb", "replay", "synthetic", "sim")
 # A goal image rendered by mqe.sim for a task instance names it: goal_images/sim_<task>_seed<N>.png.
 SIM_GOAL_NAME = re.compile(r"sim_(?P<task>[a-z_]+?)_seed(?P<seed>\d+)\.png$")
+
+
+def sim_goal_name(task: str, seed: int) -> str:
+    """The file name of a task instance's goal image (what SIM_GOAL_NAME reads back)."""
+    return f"sim_{task}_seed{seed}.png"
 ROBOT_MODELS = ("wx250s", "wx250")
 
 LAUNCH_ARGUMENTS: tuple[Argument, ...] = (

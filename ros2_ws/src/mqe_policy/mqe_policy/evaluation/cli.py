@@ -36,18 +36,14 @@ def _policy_parameters(words: list[str]) -> dict:
 
 
 def sim_goal(sim_task: str, seed: int, directory: Path) -> Path:
-    """The goal image of a simulated task instance: mqe.sim.render_goal_image(make_task(name, seed))."""
-    import cv2
-
+    """The goal image of a simulated task instance (goal_capture.write_sim_goal)."""
     try:
         from mqe import sim
     except ImportError as error:
         raise SystemExit(f"mqe-eval: target sim needs mqe.sim ({error})") from None
-    rgb = sim.render_goal_image(sim.make_task(sim_task, seed))
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"goal_{sim_task}_{seed}.png"
-    cv2.imwrite(str(path), rgb[..., ::-1])
-    return path
+    from mqe_policy.goal_capture import write_sim_goal
+
+    return write_sim_goal(sim.make_task(sim_task, seed), directory)
 
 
 def run_command(args) -> int:
