@@ -25,9 +25,10 @@ from mqe.sim.world import World
 STEP = 0.03  # m per step toward a waypoint
 ROTATION_STEP = 0.2  # rad per step
 REACHED = 0.006  # m
-# The gripper pointing down (yaw 0: fingers along y): the pads are PAD_HALF thick along x (scene._arm).
-PAD_HALF = 0.010
-BAR_HALF = 0.005  # m, the handle bar's half thickness (x), as scene._drawer builds it
+# The gripper pointing down (yaw 0: fingers along y): a pad's half size along world x is its z half
+# size in the gripper frame; the handle bar's half thickness along x.
+PAD_HALF = scene.PAD_HALF_SIZE[2]
+BAR_HALF = scene.HANDLE_BAR_HALF_SIZE[0]
 HOOK_CLEARANCE = 0.003  # m between the pads and the bar while going down beside it
 
 

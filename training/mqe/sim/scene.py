@@ -39,6 +39,7 @@ FINGER_OPEN = 0.037  # m, each finger's distance from the gripper centre line (I
 FINGER_CLOSED = 0.015
 FINGER_KP = 300.0  # N/m: ~3-6 N grip on a 3-4 cm object
 PAD_INSET = 0.010  # m from a finger joint's value to its pad's inner face: closed gap 1 cm, open 5.4 cm
+PAD_HALF_SIZE = (0.012, 0.004, 0.010)  # m, a finger pad box in the gripper frame (x approach, y across, z up)
 
 # Camera like Bridge's over-the-shoulder view (ManiSkill's Bridge twin: 640x480, fx = fy ~ 623.6,
 # on the base at about (0, -0.16, 0.36) m, looking at the workspace).
@@ -68,6 +69,7 @@ DRAWER_RAIL_LENGTH = 0.13  # m: opened beyond this the drawer has left its rails
 DRAWER_SLIDE_RANGE = 0.20  # m: the slide joint's hard stop (the drawer in the operator's hand)
 DRAWER_FLOOR = 0.012  # m, the drawer's floor top above the table
 HANDLE_OFFSET = 0.035  # m in front of the drawer face: the bar the gripper hooks behind
+HANDLE_BAR_HALF_SIZE = (0.005, 0.035, 0.005)  # m, the handle bar box (x toward the robot's back, y across, z)
 HANDLE_HEIGHT = 0.045  # m above the table
 
 
@@ -120,13 +122,13 @@ def _arm() -> str:
                   <body name="left_finger_link" pos="0.108575 0 0">
                     <inertial pos="0 0 0" mass="0.02" diaginertia="0.00001 0.00001 0.00001"/>
                     <joint name="left_finger" type="slide" axis="0 1 0" range="{FINGER_CLOSED} {FINGER_OPEN}"/>
-                    <geom name="left_pad" class="pad" pos="0 {-PAD_INSET + 0.004} 0"/>
+                    <geom name="left_pad" class="pad" pos="0 {-PAD_INSET + PAD_HALF_SIZE[1]} 0"/>
                     <geom class="visual" type="box" size="0.03 0.004 0.01" pos="-0.03 {-PAD_INSET + 0.008} 0" rgba="0.3 0.3 0.3 1"/>
                   </body>
                   <body name="right_finger_link" pos="0.108575 0 0">
                     <inertial pos="0 0 0" mass="0.02" diaginertia="0.00001 0.00001 0.00001"/>
                     <joint name="right_finger" type="slide" axis="0 -1 0" range="{FINGER_CLOSED} {FINGER_OPEN}"/>
-                    <geom name="right_pad" class="pad" pos="0 {PAD_INSET - 0.004} 0"/>
+                    <geom name="right_pad" class="pad" pos="0 {PAD_INSET - PAD_HALF_SIZE[1]} 0"/>
                     <geom class="visual" type="box" size="0.03 0.004 0.01" pos="-0.03 {PAD_INSET - 0.008} 0" rgba="0.3 0.3 0.3 1"/>
                   </body>
                 </body>
@@ -181,7 +183,7 @@ def _drawer() -> str:
         <geom class="fixture" type="box" size="{wall / 2} {ly / 2 + wall} {lz / 2}" pos="{lx / 2 + wall / 2} 0 {lz / 2 + DRAWER_FLOOR}" rgba="0.7 0.5 0.3 1"/>
         <geom class="fixture" type="box" size="{lx / 2} {wall / 2} {lz / 2}" pos="0 {ly / 2 + wall / 2} {lz / 2 + DRAWER_FLOOR}" rgba="0.7 0.5 0.3 1"/>
         <geom class="fixture" type="box" size="{lx / 2} {wall / 2} {lz / 2}" pos="0 {-ly / 2 - wall / 2} {lz / 2 + DRAWER_FLOOR}" rgba="0.7 0.5 0.3 1"/>
-        <geom name="handle" class="fixture" type="box" size="0.005 0.035 0.005" pos="{-lx / 2 - wall - HANDLE_OFFSET} 0 {HANDLE_HEIGHT}" rgba="0.3 0.3 0.3 1"/>
+        <geom name="handle" class="fixture" type="box" size="{_v(HANDLE_BAR_HALF_SIZE)}" pos="{-lx / 2 - wall - HANDLE_OFFSET} 0 {HANDLE_HEIGHT}" rgba="0.3 0.3 0.3 1"/>
         <geom class="fixture" type="box" size="{HANDLE_OFFSET / 2} 0.004 0.005" pos="{-lx / 2 - wall - HANDLE_OFFSET / 2} 0.031 {HANDLE_HEIGHT}" rgba="0.3 0.3 0.3 1"/>
         <geom class="fixture" type="box" size="{HANDLE_OFFSET / 2} 0.004 0.005" pos="{-lx / 2 - wall - HANDLE_OFFSET / 2} -0.031 {HANDLE_HEIGHT}" rgba="0.3 0.3 0.3 1"/>
         <site name="drawer_inside" pos="0 0 {DRAWER_FLOOR}" size="0.005" rgba="0 0 0 0"/>
@@ -205,7 +207,7 @@ def scene_xml() -> str:
     <geom contype="0" conaffinity="0"/>
     <default class="visual"><geom contype="0" conaffinity="0" density="0"/></default>
     <default class="gripper"><geom contype="1" conaffinity="1" density="0" friction="1 0.02 0.001"/></default>
-    <default class="pad"><geom type="box" size="0.012 0.004 0.010" contype="1" conaffinity="1" condim="4"
+    <default class="pad"><geom type="box" size="{_v(PAD_HALF_SIZE)}" contype="1" conaffinity="1" condim="4"
       friction="1.5 0.02 0.001" solref="0.01 1" solimp="0.95 0.99 0.001" density="0" rgba="0.1 0.1 0.1 1"/></default>
     <default class="object"><geom contype="1" conaffinity="1" condim="6" friction="1 0.02 {OBJECT_ROLLING_FRICTION}"
       solref="0.01 1" solimp="0.95 0.99 0.001"/></default>
