@@ -71,7 +71,7 @@ def generate(out: Path, episodes: int, seed: int, workers: int = 1, log=print) -
     import concurrent.futures
     import multiprocessing
 
-    from mqe.sim.dataset import _record_or_failure
+    from mqe.sim.dataset import record_or_failure
     from mqe.sim.tasks import random_layout
     from mqe.sim.world import World
 
@@ -88,7 +88,7 @@ def generate(out: Path, episodes: int, seed: int, workers: int = 1, log=print) -
             while written < count:
                 while len(pending) < 2 * workers:
                     data_seed = seed * 1_000_000 + next_seed
-                    pending.append((data_seed, pool.submit(_record_or_failure, primitive_of(data_seed), data_seed, 16)))
+                    pending.append((data_seed, pool.submit(record_or_failure, primitive_of(data_seed), data_seed, 16)))
                     next_seed += 1
                 data_seed, future = pending.pop(0)
                 recorded = future.result()

@@ -234,8 +234,9 @@ def record_pick_place(world: World, seed: int, image_size: int = 256) -> dict:
     return record_primitive(world, "pick_place_plate", seed, image_size)
 
 
-def _record_or_failure(primitive: str, seed: int, image_size: int):
-    """Worker-process entry: one episode's arrays, or the failure's name."""
+def record_or_failure(primitive: str, seed: int, image_size: int):
+    """Worker-process entry (the generators here and in mqe.bench.stitch): one episode's arrays, or
+    "<primitive>:<reason>" when the primitive failed."""
     global _WORKER_WORLD
     if _WORKER_WORLD is None:
         _WORKER_WORLD = World()
@@ -270,7 +271,7 @@ def generate(out: str | Path, episodes: int, seed: int = 0, image_size: int = 25
         written, attempt = 0, first
         while written < count:
             primitive = primitives[attempt % len(primitives)]
-            recorded = pool.submit(_record_or_failure, primitive, seed * 1_000_000 + attempt, image_size).result()
+            recorded = pool.submit(record_or_failure, primitive, seed * 1_000_000 + attempt, image_size).result()
             if isinstance(recorded, str):
                 failures[recorded] = failures.get(recorded, 0) + 1
                 attempt += 1
